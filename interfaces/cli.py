@@ -1,0 +1,23 @@
+"""The `kubemedic` command: one entry point for every way people use kubemedic."""
+
+from __future__ import annotations
+
+import typer
+
+from interfaces.twin_cmd import twin_app
+
+app = typer.Typer(
+    name="kubemedic",
+    help="An autonomous incident responder for Kubernetes.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.add_typer(twin_app, name="twin")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
