@@ -71,6 +71,18 @@ class BehaviorProfile:
     required_env: tuple[str, ...] = ()
     #: Logger name for structured styles (pino `name`, python-json `name`).
     logger: str = ""
+    #: HTTP paths that answer 200 (health probes on any other path get 404).
+    http_paths: tuple[str, ...] = (
+        "/",
+        "/healthz",
+        "/_healthz",
+        "/health",
+        "/ready",
+        "/readyz",
+        "/livez",
+    )
+    #: The port the process listens on when the container declares none and sets no PORT env.
+    port: int = 8080
     extra: dict[str, str] = field(default_factory=dict)
 
     def with_start(self, start: StartBehavior) -> BehaviorProfile:
