@@ -12,6 +12,7 @@ webhook payloads (version "4") for the harness to POST.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -159,7 +160,7 @@ class AlertEvaluator:
     #: The cluster it is installed on.
     cluster: Cluster | None = None
     _pending_since: float | None = None
-    _last_eval: float | None = None
+    _last_eval: int | None = None
     last_detail: str = ""
 
     def now(self, cluster: Cluster) -> float:
@@ -180,9 +181,11 @@ class AlertEvaluator:
         if spec is None:
             return
         now = self.now(cluster)
-        if self._last_eval is not None and now - self._last_eval < self.interval - 1e-9:
+        # Rules run on a fixed grid of scenario time, as Prometheus evaluates them.
+        slot = math.floor(now / self.interval + 1e-9)
+        if self._last_eval is not None and slot == self._last_eval:
             return
-        self._last_eval = now
+        self._last_eval = slot
         rule = self.evaluate(cluster)
         self.last_detail = rule.detail
         if rule.holds:
