@@ -73,7 +73,7 @@ def format_validation_error(exc: ValidationError) -> str:
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "arguments"
         parts.append(f"{loc}: {err['msg']}")
-    return "invalid arguments: " + "; ".join(parts)
+    return "; ".join(parts)
 
 
 _ARGS_HEADER = re.compile(r"^\s*Args:\s*$")
@@ -137,7 +137,9 @@ class ReadTool(Generic[A]):
                 args if isinstance(args, self.args_model) else self.args_model.model_validate(raw)
             )
         except ValidationError as exc:
-            return ToolResult.bad_arguments(self.name, raw, format_validation_error(exc))
+            return ToolResult.bad_arguments(
+                self.name, raw, f"invalid arguments: {format_validation_error(exc)}"
+            )
         params = parsed.model_dump(exclude_none=True)
         try:
             answer = self.fn(box, parsed)
