@@ -11,8 +11,6 @@ model, and `validate_file` reports every problem with its path in the file
 from __future__ import annotations
 
 import difflib
-import importlib
-import pkgutil
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -32,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from twin.apps import BUILTIN as BUILTIN_APPS
 from twin.behavior import BehaviorProfile, Call, LogStyle, Operation, Protocol, StartBehavior
 from twin.quantity import parse_cpu, parse_memory, parse_quantity
 
@@ -645,23 +644,12 @@ class Scenario(_Model):
 
 
 def app_module(name: str) -> ModuleType | None:
-    """The built-in application `twin.apps.<name>`, or None."""
-    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
-        return None
-    try:
-        return importlib.import_module(f"twin.apps.{name}")
-    except ModuleNotFoundError as exc:
-        if exc.name in (f"twin.apps.{name}", "twin.apps"):
-            return None
-        raise
+    """The built-in application called `name` (see twin.apps), or None."""
+    return BUILTIN_APPS.get(name)
 
 
 def known_apps() -> list[str]:
-    try:
-        pkg = importlib.import_module("twin.apps")
-    except ModuleNotFoundError:
-        return []
-    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_"))
+    return sorted(BUILTIN_APPS)
 
 
 def app_namespace(name: str) -> str:
