@@ -39,10 +39,14 @@ class Toolbox:
     cluster: ClusterConnection | None = None
     metrics: MetricsSource | None = None
     traces: TraceSource | None = None
+    #: Why there is no cluster, when connecting failed (said by every Kubernetes tool).
+    cluster_problem: str | None = None
 
     def kube(self) -> ClusterConnection:
         if self.cluster is None:
-            raise NoClusterConfigured("no cluster connection was given to the tools")
+            raise NoClusterConfigured(
+                self.cluster_problem or "no cluster connection was given to the tools"
+            )
         return self.cluster
 
     def call(self, name: str, args: Mapping[str, Any] | None = None) -> ToolResult:
