@@ -22,7 +22,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import httpx
 from pydantic import BaseModel, Field
@@ -39,6 +39,9 @@ LIMITS = "kube_pod_container_resource_limits"
 
 #: Points per series at most; a longer range gets a coarser step.
 MAX_POINTS = 120
+#: Raw samples are read at least this finely (seconds): a scrape interval. Coarser sampling
+#: would miss counter resets between samples and disagree with PromQL's rate().
+RAW_RESOLUTION = 15.0
 #: Series per result at most.
 MAX_SERIES = 20
 
@@ -412,6 +415,12 @@ class PrometheusMetricsSource:
     def close(self) -> None:
         self.http.close()
 
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 # -- the twin (raw series, computed here) ----------------------------------------------
 
@@ -484,7 +493,11 @@ class TwinMetricsSource:
 
     def _raw(self, selector: str, window: Window) -> tuple[list[Series], Window, float]:
         """Raw samples from rate_seconds before start to end, at a step dividing rate_seconds."""
-        k = max(1, math.ceil(window.rate_seconds / window.step))
+        k = max(
+            1,
+            math.ceil(window.rate_seconds / window.step),
+            math.ceil(window.rate_seconds / RAW_RESOLUTION),
+        )
         raw_step = window.rate_seconds / k
         raw = Window(
             window.start - timedelta(seconds=window.rate_seconds),
@@ -710,3 +723,9 @@ class TwinMetricsSource:
 
     def close(self) -> None:
         self.http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
