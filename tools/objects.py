@@ -385,10 +385,10 @@ def list_services(box: Toolbox, args: NamespacedListArgs) -> Answer:
         findings = []
         if selector and not selected:
             findings.append(f"selector {selector} matches no pods in {ns}")
-        if selector and selected and not ready:
-            findings.append("no ready endpoints: every selected pod is not ready")
         if not ep and selector:
             findings.append("no Endpoints object exists for this Service")
+        elif selector and selected and not ready:
+            findings.append("no ready endpoints: every selected pod is not ready")
         findings += _port_findings(spec.get("ports") or [], selected, declared)
         rows.append(
             {

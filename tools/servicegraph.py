@@ -20,6 +20,7 @@ from pydantic import Field
 
 from tools.args import Namespace, ToolArgs
 from tools.kube import KINDS, Obj, meta
+from tools.redact import redact
 from tools.registry import Answer, Toolbox, read_tool
 from tools.signals import trace_edges_or_none
 
@@ -128,7 +129,7 @@ def build_graph(
                     wid,
                     _node("Service", *target),
                     "env",
-                    env=f"{c.get('name')}:{env_name}={env.get('value')}",
+                    env=redact(f"{c.get('name')}:{env_name}={env.get('value')}")[0],
                 )
     service_ids = {name: _node("Service", ns, name) for (ns, name) in svc_index}
     for parent, child, count in trace_edges or []:
