@@ -83,6 +83,11 @@ def wrap_exception(exc: BaseException, request: str, server: str) -> ToolError:
         return Timeout(
             f"{request}: the API server at {server} did not answer in time", request=request
         )
+    if isinstance(exc, urllib3.exceptions.NewConnectionError):
+        # Checked first: urllib3 makes NewConnectionError a subclass of ConnectTimeoutError.
+        return ClusterUnreachable(
+            f"cannot reach the API server at {server}: {_root_cause(exc)}", request=request
+        )
     if isinstance(exc, urllib3.exceptions.ConnectTimeoutError):
         return ClusterUnreachable(
             f"cannot reach the API server at {server}: connection timed out", request=request
