@@ -12,6 +12,7 @@ import json
 import socket
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -87,7 +88,7 @@ def fbox(faulty: tuple[World, Faults]) -> Iterator[Toolbox]:
 
 
 def test_bad_arguments_are_error_results_never_exceptions(box: Toolbox) -> None:
-    cases = {
+    cases: dict[str, tuple[dict[str, Any], str]] = {
         "describe_pod": ({"namespace": "shop", "name": "Frontend_1"}, "not a DNS-1123 subdomain"),
         "describe_workload": (
             {"kind": "Deploymentz", "namespace": "shop", "name": "frontend"},
