@@ -130,6 +130,10 @@ def get_pod_logs(box: Toolbox, args: PodLogsArgs) -> Answer:
             break
         kept.append(line)
     kept.reverse()
+    if not kept and redacted:
+        # The newest line alone is over the byte cap: return its start rather than nothing.
+        newest = redacted[-1].encode()[: max(args.max_bytes - 32, 0)].decode(errors="ignore")
+        kept = [f"{newest} ...[cut]"]
     if len(kept) < len(redacted):
         cuts.append(
             Truncation(
