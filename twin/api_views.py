@@ -144,14 +144,23 @@ def node_metrics(cluster: Cluster, label_selector: str | None) -> list[Obj]:
 # -- events.k8s.io/v1 <-> core/v1 ---------------------------------------------------------
 
 
+def _micro(timestamp: Any, meta: Obj) -> str | None:
+    """An eventTime for an event recorded without one (events.k8s.io requires it)."""
+    value = timestamp or meta.get("creationTimestamp")
+    if isinstance(value, str) and value.endswith("Z") and "." not in value:
+        return value[:-1] + ".000000Z"
+    return value if isinstance(value, str) else None
+
+
 def core_to_events_v1(event: Obj) -> Obj:
     """A core/v1 Event as events.k8s.io/v1 shows it."""
     source = event.get("source") or {}
+    meta = event.get("metadata") or {}
     out: Obj = {
         "kind": "Event",
         "apiVersion": f"{EVENTS_GROUP}/v1",
-        "metadata": event.get("metadata", {}),
-        "eventTime": event.get("eventTime"),
+        "metadata": meta,
+        "eventTime": event.get("eventTime") or _micro(event.get("firstTimestamp"), meta),
         "reportingController": event.get("reportingComponent") or source.get("component", ""),
         "reportingInstance": event.get("reportingInstance") or source.get("host", ""),
         "reason": event.get("reason", ""),
