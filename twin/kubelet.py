@@ -518,6 +518,9 @@ class Kubelet:
             node.waiting[meta["uid"]] = loc
             return None
         if (obj.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            # Finished before this kubelet knew it: nothing runs, deletion is immediate.
+            if meta.get("deletionTimestamp"):
+                self._remove(obj)
             return None
         uid = meta["uid"]
         has_init = bool(spec.get("initContainers"))
@@ -1353,14 +1356,20 @@ class Kubelet:
             p.remove_at = now + (stop if running else 0.0)
         if now + EPS < p.remove_at:
             return p.remove_at
-        self._writing = True
-        try:
-            if self.cluster.store.find(self._pod_rt, p.namespace, p.name) is obj:
-                self.cluster.store.delete(self._pod_rt, p.namespace, p.name)
-        finally:
-            self._writing = False
+        self._remove(obj)
         self._forget(p)
         return INF
+
+    def _remove(self, obj: Obj) -> None:
+        """Delete the pod object: its containers are gone (the status manager's final delete)."""
+        meta = obj["metadata"]
+        namespace, name = meta.get("namespace", ""), meta["name"]
+        self._writing = True
+        try:
+            if self.cluster.store.find(self._pod_rt, namespace, name) is obj:
+                self.cluster.store.delete(self._pod_rt, namespace, name)
+        finally:
+            self._writing = False
 
     # -- helpers -------------------------------------------------------------------
 

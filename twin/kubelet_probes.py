@@ -24,6 +24,13 @@ ProbeKind = Literal["startup", "liveness", "readiness"]
 #: client reading it as a response fails with this text.
 _GRPC_PREFACE = r"\x00\x00\x06\x04\x00\x00\x00\x00\x00\x00\x05\x00\x00@\x00"
 
+#: What a non-HTTP server answers an HTTP/1.1 GET with, as Go's client quotes it. Redis runs
+#: "GET <path> HTTP/1.1" as its GET command; other servers close the connection (EOF).
+_NOT_HTTP = {
+    "grpc": _GRPC_PREFACE,
+    "redis": "-ERR wrong number of arguments for 'get' command",
+}
+
 #: The probe fields of a container spec, by kind.
 PROBE_FIELDS: dict[ProbeKind, str] = {
     "startup": "startupProbe",
@@ -136,11 +143,14 @@ def run_probe(spec: Obj, container: Obj, target: Target, timeout: float) -> Resu
             return Result(
                 False, f'Get "{url}": dial tcp {host}:{port}: connect: connection refused'
             )
-        if target.known and profile.protocol == "grpc":
+        if target.known and profile.protocol != "http":
+            answer = _NOT_HTTP.get(profile.protocol)
+            if answer is None:
+                return Result(False, f'Get "{url}": EOF')
             return Result(
                 False,
                 f'Get "{url}": net/http: HTTP/1.x transport connection broken: '
-                f'malformed HTTP response "{_GRPC_PREFACE}"',
+                f'malformed HTTP response "{answer}"',
             )
         if scheme == "https" and profile.extra.get("tls") != "true":
             return Result(False, f'Get "{url}": http: server gave HTTP response to HTTPS client')

@@ -265,3 +265,12 @@ def test_nodes_added_later_get_heartbeats(sim: KubeletSim) -> None:
     node = sim.cluster.store.get(sim.cluster.rt("Node"), "", "node-2")
     ready = next(c for c in node["status"]["conditions"] if c["type"] == "Ready")
     assert ready["lastHeartbeatTime"] == sim.cluster.now_str()
+
+
+def test_finished_pods_are_removed_when_deleted(sim: KubeletSim) -> None:
+    sim.profile("example.org/crash:1", start="crash-on-start")
+    sim.pod("job", [web(image="example.org/crash:1")], restartPolicy="Never")
+    sim.run_until(lambda: sim.status("job").get("phase") == "Failed", 60)
+    sim.delete("job")
+    sim.advance(1)
+    assert not sim.exists("job")

@@ -181,6 +181,21 @@ def test_grpc_and_tcp_probes(sim: KubeletSim) -> None:
     )
 
 
+def test_http_probes_against_other_protocols(sim: KubeletSim) -> None:
+    sim.profile("example.org/kv:7", protocol="redis", startup_seconds=1.0)
+    sim.profile("example.org/pg:16", protocol="postgres", startup_seconds=1.0)
+    sim.pod("kv", [web(image="example.org/kv:7", readinessProbe=http("/", periodSeconds=5))])
+    sim.pod("pg", [web(image="example.org/pg:16", readinessProbe=http("/", periodSeconds=5))])
+    sim.run_until(lambda: bool(unhealthy(sim, "kv")) and bool(unhealthy(sim, "pg")), 60)
+    kv_ip, pg_ip = sim.status("kv")["podIP"], sim.status("pg")["podIP"]
+    assert unhealthy(sim, "kv")[0][1] == (
+        f'Readiness probe failed: Get "http://{kv_ip}:8080/": net/http: HTTP/1.x transport '
+        "connection broken: malformed HTTP response "
+        "\"-ERR wrong number of arguments for 'get' command\""
+    )
+    assert unhealthy(sim, "pg")[0][1] == f'Readiness probe failed: Get "http://{pg_ip}:8080/": EOF'
+
+
 def test_exec_probe_succeeds_while_the_process_serves(sim: KubeletSim) -> None:
     probe = {"exec": {"command": ["cat", "/tmp/healthy"]}, "periodSeconds": 5}
     sim.pod("exec", [web(readinessProbe=probe)])
