@@ -35,7 +35,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from twin.clock import go_duration
-from twin.kubelet_env import ConfigError, listen_port, log_lines, render, resolve_env
+from twin.kubelet_env import ConfigError, listen_port, log_lines, resolve_env
 from twin.kubelet_images import (
     PULL_NOT_FOUND_SECONDS,
     REPULL_SECONDS,
@@ -392,6 +392,14 @@ class Kubelet:
             self._post_node_status(obj, node)
         # Pods that were bound to this node before it existed.
         self._dirty.update(self._orphans.pop(name, {}))
+        # Pods of an earlier Node object of the same name carry on.
+        for p in self._pods.values():
+            if p.node == name:
+                node.pods[p.uid] = None
+                if p.ip and not p.host_network:
+                    node.used_ips.add(int(ipaddress.IPv4Address(p.ip)))
+                if not node.down:
+                    self._resume(p)
 
     def _node_event(self, ref: Obj, reason: str, message: str, type_: str = "Normal") -> None:
         rec = self.cluster.recorder
@@ -984,9 +992,6 @@ class Kubelet:
             "image": c.rt.image,
             "key": key,
         }
-
-    def _render(self, p: _Pod, c: _Ctr, template: str, key: str) -> str:
-        return render(template, self._values(p, c, key), c.env)
 
     def _log(
         self,

@@ -274,3 +274,19 @@ def test_finished_pods_are_removed_when_deleted(sim: KubeletSim) -> None:
     sim.delete("job")
     sim.advance(1)
     assert not sim.exists("job")
+
+
+def test_pods_freeze_when_their_node_object_is_deleted(sim: KubeletSim) -> None:
+    sim.pod("web", [web()])
+    sim.run_until(running(sim, "web"), 60)
+    sim.advance(5)
+    node = sim.cluster.store.get(sim.cluster.rt("Node"), "", "node-1")
+    sim.cluster.store.delete(sim.cluster.rt("Node"), "", "node-1")
+    sim.advance(2)
+    assert not sim.runtime("web").containers["server"].serving
+    sim.delete("web")
+    sim.advance(30)
+    assert sim.exists("web")  # no kubelet to stop it
+    node["metadata"].pop("resourceVersion")
+    sim.cluster.create(sim.cluster.rt("Node"), node)
+    sim.run_until(lambda: not sim.exists("web"), 10)
