@@ -30,10 +30,12 @@ import heapq
 import ipaddress
 import itertools
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
+from twin.behavior import BehaviorProfile
 from twin.clock import go_duration
 from twin.kubelet_env import ConfigError, listen_port, log_lines, resolve_env
 from twin.kubelet_images import (
@@ -220,6 +222,38 @@ def _qos_class(spec: Obj) -> str:
     if not any_set:
         return "BestEffort"
     return "Guaranteed" if guaranteed else "Burstable"
+
+
+_ENV_NAME = re.compile(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b")
+
+
+def config_failure(
+    profile: BehaviorProfile, env: dict[str, str], image: str
+) -> tuple[tuple[str, ...], str] | None:
+    """The lines a process with a configuration error prints, and the key they name.
+
+    None when the process starts fine. A profile's `required_env` that the
+    environment lacks is a configuration error; so is `start: config-error`
+    (a version that wants a key its manifest does not set). The lines are the
+    profile's `on_start_failure` when they name the key (`{key}` or the name
+    itself), else `FATAL config key <KEY> missing`.
+    """
+    missing = [k for k in profile.required_env if not env.get(k)]
+    if not missing and profile.start != "config-error":
+        return None
+    lines = profile.on_start_failure
+    if missing:
+        key = missing[0]
+        if any("{key}" in line or key in line for line in lines):
+            return lines, key
+        return (DEFAULT_CONFIG_LINE,), key
+    key = profile.extra.get("config_key") or ""
+    if not key:
+        repo = split_image(image)[0].rsplit("/", 1)[-1]
+        key = re.sub(r"[^A-Z0-9]+", "_", repo.upper()).strip("_") + "_CONFIG"
+    if any("{key}" in line or _ENV_NAME.search(line) for line in lines):
+        return lines, key
+    return (DEFAULT_CONFIG_LINE,), key
 
 
 def _node_ref(name: str) -> Obj:
@@ -938,17 +972,9 @@ class Kubelet:
         rt.scratch["port"] = c.port
         self.cluster.logs.new_instance(p.uid, c.name)
 
-        missing = [k for k in profile.required_env if not env.get(k)]
-        if missing or profile.start == "config-error":
-            key = (
-                missing[0]
-                if missing
-                else (profile.required_env[0] if profile.required_env else "CONFIG")
-            )
-            lines = profile.on_start_failure
-            if missing and not any("{key}" in line for line in lines):
-                lines = (DEFAULT_CONFIG_LINE,)
-            self._fail_later(p, c, now, 1, lines or (DEFAULT_CONFIG_LINE,), key)
+        config = config_failure(profile, env, image)
+        if config is not None:
+            self._fail_later(p, c, now, 1, *config)
         elif profile.start == "crash-on-start":
             self._fail_later(p, c, now, 1, profile.on_start_failure or DEFAULT_CRASH_LINES, "")
         else:

@@ -198,6 +198,16 @@ def test_config_error_exits_naming_the_missing_key(sim: KubeletSim) -> None:
     assert sim.container("billing")["lastState"]["terminated"]["exitCode"] == 1
 
 
+def test_config_error_without_a_named_key_names_one(sim: KubeletSim) -> None:
+    image = "example.org/team/frontend-v2:2.0"
+    sim.profile(
+        image, start="config-error", on_start_failure=("panic: environment variable not set",)
+    )
+    sim.pod("fe", [web(name="fe", image=image)])
+    sim.run_until(lambda: sim.container("fe")["restartCount"] == 1, 60)
+    assert sim.logs("fe", "fe", previous=True) == ["FATAL config key FRONTEND_V2_CONFIG missing"]
+
+
 def test_required_env_missing_behaves_as_config_error(sim: KubeletSim) -> None:
     image = "example.org/frontend:1"
     sim.profile(
