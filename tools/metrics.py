@@ -174,21 +174,23 @@ class MetricsSource(Protocol):
 
 @dataclass(frozen=True)
 class Labels:
-    """Label names and reporter convention of the mesh metrics (Istio's by default)."""
+    """The reporter convention of the mesh metrics (Istio's by default)."""
 
-    #: Istio reports each request twice (reporter="source" and "destination"); None: no such label.
+    #: Istio reports each request twice, reporter="source" (the caller's sidecar) and
+    #: "destination" (the server's). False: the metrics carry no reporter label.
     reporter: bool = True
 
 
-def mesh_matchers(
-    namespace: str, service: str, source: str | None, labels: Labels
-) -> list[tuple[str, str]]:
+#: Reporters in order of preference: the caller's view first, since it includes the requests
+#: that never reached a dead or unreachable server; the server's view where no caller reports
+#: (traffic from outside the mesh).
+REPORTERS = ("source", "destination")
+
+
+def mesh_matchers(namespace: str, service: str, source: str | None) -> list[tuple[str, str]]:
     matchers = [("destination_service_namespace", namespace), ("destination_service_name", service)]
     if source is not None:
         matchers += [("source_workload_namespace", namespace), ("source_workload", source)]
-    if labels.reporter:
-        # The caller's view for an edge (it sees a dead callee's failures); the server's otherwise.
-        matchers.append(("reporter", "source" if source is not None else "destination"))
     return matchers
 
 
@@ -342,37 +344,58 @@ class PrometheusMetricsSource:
             truncations=([cut] if cut else []) + cuts,
         )
 
+    def _prefer(self, expr: Callable[[str | None], str]) -> str:
+        """`expr` for the source reporter, falling back to the destination's where it is empty."""
+        if not self.labels.reporter:
+            return expr(None)
+        return " or ".join(f"({expr(r)})" for r in REPORTERS)
+
+    @staticmethod
     def _sel(
-        self, metric: str, namespace: str, service: str, source: str | None, extra: str = ""
+        metric: str,
+        namespace: str,
+        service: str,
+        source: str | None,
+        reporter: str | None,
+        extra: str = "",
     ) -> str:
-        return render(metric, mesh_matchers(namespace, service, source, self.labels), extra)
+        matchers = mesh_matchers(namespace, service, source)
+        if reporter:
+            matchers.append(("reporter", reporter))
+        return render(metric, matchers, extra)
 
     def request_rate(
         self, namespace: str, service: str, window: Window, *, source: str | None = None
     ) -> SeriesResult:
         w = f"{int(window.rate_seconds)}s"
-        query = f"sum(rate({self._sel(REQUESTS, namespace, service, source)}[{w}]))"
+        query = self._prefer(
+            lambda r: f"sum(rate({self._sel(REQUESTS, namespace, service, source, r)}[{w}]))"
+        )
         return self._run("request_rate", "requests/s", query, window)
 
     def error_ratio(
         self, namespace: str, service: str, window: Window, *, source: str | None = None
     ) -> SeriesResult:
         w = f"{int(window.rate_seconds)}s"
-        http_err = self._sel(REQUESTS, namespace, service, source, 'response_code=~"5.."')
-        grpc_err = self._sel(
-            REQUESTS,
-            namespace,
-            service,
-            source,
-            'response_code!~"5..",grpc_response_status=~"[1-9][0-9]*"',
-        )
-        total = self._sel(REQUESTS, namespace, service, source)
-        query = (
-            f"((sum(rate({http_err}[{w}])) or vector(0))"
-            f" + (sum(rate({grpc_err}[{w}])) or vector(0)))"
-            f" / sum(rate({total}[{w}]))"
-        )
-        return self._run("error_ratio", "ratio", query, window)
+
+        def ratio(r: str | None) -> str:
+            http_err = self._sel(REQUESTS, namespace, service, source, r, 'response_code=~"5.."')
+            grpc_err = self._sel(
+                REQUESTS,
+                namespace,
+                service,
+                source,
+                r,
+                'response_code!~"5..",grpc_response_status=~"[1-9][0-9]*"',
+            )
+            total = self._sel(REQUESTS, namespace, service, source, r)
+            return (
+                f"((sum(rate({http_err}[{w}])) or vector(0))"
+                f" + (sum(rate({grpc_err}[{w}])) or vector(0)))"
+                f" / sum(rate({total}[{w}]))"
+            )
+
+        return self._run("error_ratio", "ratio", self._prefer(ratio), window)
 
     def latency_quantile(
         self,
@@ -384,8 +407,12 @@ class PrometheusMetricsSource:
         source: str | None = None,
     ) -> SeriesResult:
         w = f"{int(window.rate_seconds)}s"
-        sel = self._sel(DURATION_BUCKET, namespace, service, source)
-        query = f"histogram_quantile({quantile:g}, sum by (le) (rate({sel}[{w}])))"
+        query = self._prefer(
+            lambda r: (
+                f"histogram_quantile({quantile:g}, sum by (le) "
+                f"(rate({self._sel(DURATION_BUCKET, namespace, service, source, r)}[{w}])))"
+            )
+        )
         return self._run(f"latency_p{quantile * 100:g}", "ms", query, window)
 
     def _pods(self, namespace: str, workload: str) -> str:
@@ -544,24 +571,48 @@ class TwinMetricsSource:
             truncations=cuts + more,
         )
 
-    def _mesh(self, namespace: str, service: str, source: str | None) -> str:
-        return render(REQUESTS, mesh_matchers(namespace, service, source, self.labels))
+    def _mesh_steps(
+        self,
+        metric: str,
+        namespace: str,
+        service: str,
+        source: str | None,
+        window: Window,
+        at_step: Callable[[list[tuple[Series, float]]], float | None],
+    ) -> tuple[list[Point], str]:
+        """Per step, `at_step` over (series, rate) of the preferred reporter that has data."""
+        selector = render(metric, mesh_matchers(namespace, service, source))
+        raw, _rw, _rs = self._raw(selector, window)
+        steps = self._steps(window)
+        rates = self._rates(raw, steps, window.rate_seconds)
+        groups: list[list[int]] = (
+            [[i for i, s in enumerate(raw) if s.labels.get("reporter") == r] for r in REPORTERS]
+            if self.labels.reporter
+            else [list(range(len(raw)))]
+        )
+        points: list[Point] = []
+        for step, t in enumerate(steps):
+            for group in groups:
+                present = [(raw[i], r) for i in group if (r := rates[i][step]) is not None]
+                if present:
+                    value = at_step(present)
+                    if value is not None and not math.isnan(value):
+                        points.append((t, value))
+                    break
+        return points, selector
 
     def request_rate(
         self, namespace: str, service: str, window: Window, *, source: str | None = None
     ) -> SeriesResult:
         window, cut = window.capped()
-        selector = self._mesh(namespace, service, source)
-        raw, _rw, _rs = self._raw(selector, window)
-        steps = self._steps(window)
-        rates = self._rates(raw, steps, window.rate_seconds)
-        points = []
-        for i, t in enumerate(steps):
-            values = [r[i] for r in rates if r[i] is not None]
-            if values:
-                points.append((t, sum(v for v in values if v is not None)))
+        points, selector = self._mesh_steps(
+            REQUESTS, namespace, service, source, window, lambda xs: sum(r for _s, r in xs)
+        )
         series = [Series(labels={}, points=points)] if points else []
-        query = f"sum(rate({selector}[{int(window.rate_seconds)}s])) (computed from raw series)"
+        query = (
+            f"sum(rate({selector}[{int(window.rate_seconds)}s])), reporter source else "
+            "destination (computed from raw series)"
+        )
         return self._result(
             "request_rate", "requests/s", query, window, series, [cut] if cut else []
         )
@@ -570,20 +621,17 @@ class TwinMetricsSource:
         self, namespace: str, service: str, window: Window, *, source: str | None = None
     ) -> SeriesResult:
         window, cut = window.capped()
-        selector = self._mesh(namespace, service, source)
-        raw, _rw, _rs = self._raw(selector, window)
-        steps = self._steps(window)
-        rates = self._rates(raw, steps, window.rate_seconds)
-        points = []
-        for i, t in enumerate(steps):
-            total = sum(r[i] or 0.0 for r in rates if r[i] is not None)
-            errors = sum(r[i] or 0.0 for s, r in zip(raw, rates, strict=True) if is_error(s.labels))
-            if any(r[i] is not None for r in rates) and total > 0:
-                points.append((t, errors / total))
+
+        def ratio(xs: list[tuple[Series, float]]) -> float | None:
+            total = sum(r for _s, r in xs)
+            return sum(r for s, r in xs if is_error(s.labels)) / total if total > 0 else None
+
+        points, selector = self._mesh_steps(REQUESTS, namespace, service, source, window, ratio)
         series = [Series(labels={}, points=points)] if points else []
         query = (
-            f"errors/total of rate({selector}[{int(window.rate_seconds)}s]); errors: "
-            'response_code=~"5.." or grpc_response_status!="0" (computed from raw series)'
+            f"errors/total of rate({selector}[{int(window.rate_seconds)}s]), reporter source "
+            'else destination; errors: response_code=~"5.." or grpc_response_status not "0" '
+            "(computed from raw series)"
         )
         return self._result("error_ratio", "ratio", query, window, series, [cut] if cut else [])
 
@@ -597,25 +645,24 @@ class TwinMetricsSource:
         source: str | None = None,
     ) -> SeriesResult:
         window, cut = window.capped()
-        selector = render(DURATION_BUCKET, mesh_matchers(namespace, service, source, self.labels))
-        raw, _rw, _rs = self._raw(selector, window)
-        steps = self._steps(window)
-        rates = self._rates(raw, steps, window.rate_seconds)
-        points = []
-        for i, t in enumerate(steps):
+
+        def quantile_of(xs: list[tuple[Series, float]]) -> float | None:
             by_le: dict[float, float] = {}
-            for s, r in zip(raw, rates, strict=True):
-                if r[i] is None or "le" not in s.labels:
+            for s, r in xs:
+                if "le" not in s.labels:
                     continue
                 le = math.inf if s.labels["le"] in ("+Inf", "Inf", "inf") else float(s.labels["le"])
-                by_le[le] = by_le.get(le, 0.0) + (r[i] or 0.0)
-            value = histogram_quantile(quantile, list(by_le.items()))
-            if not math.isnan(value):
-                points.append((t, value))
+                by_le[le] = by_le.get(le, 0.0) + r
+            return histogram_quantile(quantile, list(by_le.items()))
+
+        points, selector = self._mesh_steps(
+            DURATION_BUCKET, namespace, service, source, window, quantile_of
+        )
         series = [Series(labels={}, points=points)] if points else []
         query = (
             f"histogram_quantile({quantile:g}, sum by (le) (rate({selector}"
-            f"[{int(window.rate_seconds)}s]))) (computed from raw series)"
+            f"[{int(window.rate_seconds)}s]))), reporter source else destination "
+            "(computed from raw series)"
         )
         return self._result(
             f"latency_p{quantile * 100:g}", "ms", query, window, series, [cut] if cut else []

@@ -27,6 +27,11 @@ DURATION = 3600
 
 SHOP = {"destination_service_namespace": "shop", "destination_service_name": "cartservice"}
 EDGE = {**SHOP, "source_workload": "frontend", "source_workload_namespace": "shop"}
+FRONTEND = {
+    "destination_service_namespace": "shop",
+    "destination_service_name": "frontend",
+    "source_workload": "unknown",
+}
 POD = {"namespace": "shop", "pod": "cartservice-5d8f7c9b4-x2k9p", "container": "server"}
 #: Another workload whose name is a prefix of cartservice's pod: must never be matched.
 OTHER_POD = {"namespace": "shop", "pod": "cart-7d9f8b6c5-abcde", "container": "server"}
@@ -47,6 +52,7 @@ BUCKET_RATES = {
 EXPECTED = {
     "request_rate": 11.0,
     "edge_request_rate": 11.0,
+    "external_request_rate": 5.0,
     "error_ratio": 1.0 / 11.0,
     "p50": 12.5,
     "p99": 493.75,
@@ -135,6 +141,13 @@ def write_openmetrics(path: Path, end: datetime) -> Fixture:
                 counter(0.5),
             )
         )
+    # Traffic from outside the mesh: only the server's sidecar reports it.
+    requests.append(
+        (
+            {**FRONTEND, "reporter": "destination", "response_code": "200"},
+            counter(5.0),
+        )
+    )
     family("istio_requests_total", requests)
     buckets = []
     for reporter, labels in (("destination", SHOP), ("source", EDGE)):

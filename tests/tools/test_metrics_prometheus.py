@@ -60,7 +60,11 @@ def test_request_rate_per_service_and_edge(
     assert 'reporter="destination"' in service.query
     assert 'source_workload="frontend"' in edge.query
     assert 'reporter="source"' in edge.query
-    assert service.query.startswith("sum(rate(istio_requests_total{")
+    # The caller's view first, the server's where no caller reports.
+    assert service.query.startswith("(sum(rate(istio_requests_total{")
+    assert service.query.index('reporter="source"') < service.query.index('reporter="destination"')
+    external = prom.request_rate("shop", "frontend", window)
+    assert _last(external) == pytest.approx(EXPECTED["external_request_rate"], rel=1e-3)
 
 
 def test_error_ratio_counts_5xx_and_grpc_failures(
@@ -107,6 +111,10 @@ def test_twin_source_computes_the_same_answers_from_raw_series(
         (
             prom.request_rate("shop", "cartservice", window),
             twin_source.request_rate("shop", "cartservice", window),
+        ),
+        (
+            prom.request_rate("shop", "frontend", window),
+            twin_source.request_rate("shop", "frontend", window),
         ),
         (
             prom.error_ratio("shop", "cartservice", window, source="frontend"),
