@@ -1084,9 +1084,6 @@ class Kubelet:
         if result.ok:
             probe.successes += 1
             probe.failures = 0
-            answered: tuple[str, ...] = getattr(rt.profile, "probe_logs", ())
-            if answered:
-                self._log(p, c, "info", answered, self.cluster.clock.at(now))
         else:
             probe.failures += 1
             probe.successes = 0

@@ -203,22 +203,6 @@ def test_exec_probe_succeeds_while_the_process_serves(sim: KubeletSim) -> None:
     assert unhealthy(sim, "exec") == []
 
 
-def test_probe_logs_are_printed_when_the_process_answers(sim: KubeletSim) -> None:
-    sim.profile(
-        GRPC,
-        protocol="grpc",
-        startup_seconds=1.0,
-        log_style="dotnet",
-        startup_logs=(),
-        probe_logs=('{"message": "Checking CartService Health", "raw": true}',),
-    )
-    probe = {"grpc": {"port": 8080}, "periodSeconds": 10}
-    sim.pod("cart", [web(image=GRPC, readinessProbe=probe, livenessProbe=probe)])
-    sim.run_until(running(sim, "cart"), 60)
-    sim.advance(30)
-    assert sim.logs("cart", "server") == ["Checking CartService Health"] * 6
-
-
 # -- liveness -----------------------------------------------------------------------
 
 
