@@ -203,3 +203,82 @@ def aggregated_discovery(registry: Registry, *, core: bool, version: str = "v2")
 
 def aggregated_content_type(version: str) -> str:
     return f"application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList"
+
+
+# -- OpenAPI v3: only what kubectl's field-validation check reads ---------------------------
+
+_PATCH_PARAMETERS = ("dryRun", "fieldManager", "fieldValidation", "force", "pretty")
+#: No strategic-merge-patch body: kubectl then computes `apply` patches from its built-in
+#: types instead of from schemas the twin does not publish.
+_PATCH_BODIES = ("application/json-patch+json", "application/merge-patch+json")
+OPENAPI_HASH = "twin"
+
+
+def _gv_path(group: str, version: str) -> str:
+    return f"api/{version}" if not group else f"apis/{group}/{version}"
+
+
+def openapi_v3_root(registry: Registry) -> Obj:
+    """/openapi/v3: one document per group version."""
+    paths = {}
+    for group, versions in _group_versions(registry).items():
+        for version in versions:
+            gv = _gv_path(group, version)
+            paths[gv] = {"serverRelativeURL": f"/openapi/v3/{gv}?hash={OPENAPI_HASH}"}
+    return {"paths": paths}
+
+
+def openapi_v3_document(registry: Registry, gv_path: str) -> Obj | None:
+    """/openapi/v3/<gv>: each kind's PATCH operation, declaring server-side field validation.
+
+    kubectl (`apply`, `create -f`, `replace`) reads these to learn that the
+    server validates fields itself (`fieldValidation=Strict`); without them it
+    wants to validate client-side from a schema it cannot download. Schemas
+    are not published, so `kubectl explain` finds nothing.
+    """
+    parts = gv_path.strip("/").split("/")
+    if parts[0] == "api" and len(parts) == 2:
+        group, version = "", parts[1]
+    elif parts[0] == "apis" and len(parts) == 3:
+        group, version = parts[1], parts[2]
+    else:
+        return None
+    types = _types(registry, group, version)
+    if not types:
+        return None
+    paths: Obj = {}
+    for rt in types:
+        if "patch" not in rt.verbs:
+            continue
+        prefix = f"/{gv_path.strip('/')}"
+        item = (
+            f"{prefix}/namespaces/{{namespace}}/{rt.plural}/{{name}}"
+            if rt.namespaced
+            else f"{prefix}/{rt.plural}/{{name}}"
+        )
+        paths[item] = {
+            "patch": {
+                "operationId": f"patch{rt.kind}",
+                "parameters": [
+                    {"name": name, "in": "query", "schema": {"type": "string", "uniqueItems": True}}
+                    for name in _PATCH_PARAMETERS
+                ],
+                "requestBody": {
+                    "content": {t: {"schema": {"type": "object"}} for t in _PATCH_BODIES},
+                    "required": True,
+                },
+                "responses": {"200": {"description": "OK"}},
+                "x-kubernetes-action": "patch",
+                "x-kubernetes-group-version-kind": {
+                    "group": rt.group,
+                    "version": rt.version,
+                    "kind": rt.kind,
+                },
+            }
+        }
+    return {
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": SERVER_VERSION["gitVersion"]},
+        "paths": paths,
+        "components": {"schemas": {}},
+    }

@@ -215,5 +215,7 @@ def prepare_create(rt: ResourceType, obj: Obj) -> None:
         return
     if rt.group == "" and rt.kind == "Node":
         return
+    if rt.group == "" and rt.kind == "Secret" and not obj.get("type"):
+        obj["type"] = "Opaque"
     if "status" in rt.subresources:
         obj["status"] = {}

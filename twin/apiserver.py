@@ -43,7 +43,11 @@ from twin.api_discovery import (
     api_group_list,
     api_resource_list,
     api_versions,
+    openapi_v3_document,
+    openapi_v3_root,
 )
+from twin.api_protobuf import ProtobufError
+from twin.api_protobuf import decode as decode_protobuf
 from twin.api_validation import (
     invalid,
     prepare_create,
@@ -85,6 +89,7 @@ log = logging.getLogger(__name__)
 RouteInstaller = Callable[[web.Application], None]
 
 JSON = "application/json"
+PROTOBUF = "application/vnd.kubernetes.protobuf"
 #: Without timeoutSeconds the API server ends a watch after 30 to 60 minutes.
 DEFAULT_WATCH_SECONDS = 1800.0
 _REDACTED = "<redacted>"
@@ -106,6 +111,15 @@ def _unsupported_patch(patch_type: str) -> errors.ApiError:
         "UnsupportedMediaType",
         f"the body of the request was in an unknown format - accepted media types include: "
         f"{accepted}",
+    )
+
+
+def _unsupported_body(content_type: str, why: str) -> errors.ApiError:
+    return errors.ApiError(
+        415,
+        "UnsupportedMediaType",
+        f"the body of the request was in an unknown format - accepted media types include: "
+        f"application/json, application/yaml ({content_type}: {why})",
     )
 
 
@@ -266,6 +280,13 @@ class ApiServer:
                 doc = aggregated_discovery(self.registry, core=False, version=agg)
                 return self._json(200, doc, aggregated_content_type(agg))
             return self._json(200, api_group_list(self.registry))
+        if path == "/openapi/v3":
+            return self._json(200, openapi_v3_root(self.registry))
+        if path.startswith("/openapi/v3/"):
+            document = openapi_v3_document(self.registry, path.removeprefix("/openapi/v3/"))
+            if document is None:
+                raise _not_found_path()
+            return self._json(200, document)
         segs = path.strip("/").split("/")
         if segs[0] == "apis" and len(segs) == 2:
             group_doc = api_group(self.registry, segs[1])
@@ -847,6 +868,13 @@ class ApiServer:
                 )
 
     def _parse_body(self, raw: bytes, content_type: str, *, required: bool) -> Any:
+        if content_type == PROTOBUF:
+            try:
+                return decode_protobuf(raw)
+            except ProtobufError as exc:
+                raise _unsupported_body(content_type, str(exc)) from exc
+        if content_type.startswith("application/cbor"):
+            raise _unsupported_body(content_type, "CBOR is not served")
         if not raw.strip():
             if required:
                 raise errors.bad_request("the body of the request was empty")
