@@ -225,12 +225,9 @@ class JaegerTraceSource:
             params["tags"] = json.dumps({"error": "true"})
         if min_duration_ms is not None:
             params["minDuration"] = f"{min_duration_ms:g}ms"
-        if self.clock is not None:
-            end = self.clock()
-            params["end"] = str(int(end.timestamp() * 1e6))
-            params["start"] = str(int((end - lookback).timestamp() * 1e6))
-        else:
-            params["lookback"] = f"{int(lookback.total_seconds())}s"
+        end = self.clock() if self.clock else datetime.now(UTC)
+        params["end"] = str(int(end.timestamp() * 1e6))
+        params["start"] = str(int((end - lookback).timestamp() * 1e6))
         data = self._get("/api/traces", params) or []
         return [summarize_trace(t) for t in data][:limit]
 
