@@ -38,7 +38,9 @@ class SpanSummary(BaseModel):
     start: str
     duration_ms: float
     error: bool = False
-    status: str | None = Field(default=None, description="http/grpc status or error message")
+    status: str | None = Field(default=None, description="error message, or http/grpc status")
+    kind: str | None = Field(default=None, description="server or client (span.kind)")
+    peer: str | None = Field(default=None, description="the host a client span called")
 
 
 class TraceSummary(BaseModel):
@@ -108,12 +110,31 @@ def summarize_trace(trace: dict[str, Any]) -> TraceSummary:
             (r.get("spanID") for r in s.get("references") or [] if r.get("refType") == "CHILD_OF"),
             None,
         )
-        status = (
-            tags.get("error.message")
-            or tags.get("grpc.status_code")
-            or tags.get("rpc.grpc.status_code")
-            or tags.get("http.status_code")
+        log_message = next(
+            (
+                f.get("value")
+                for entry in s.get("logs") or []
+                for f in entry.get("fields") or []
+                if f.get("key") in ("message", "error.message", "exception.message")
+            ),
+            None,
         )
+        status = next(
+            (
+                v
+                for v in (
+                    tags.get("error.message"),
+                    log_message,
+                    tags.get("otel.status_description"),
+                    tags.get("grpc.status_code"),
+                    tags.get("rpc.grpc.status_code"),
+                    tags.get("http.status_code"),
+                )
+                if v not in (None, "")
+            ),
+            None,
+        )
+        peer = tags.get("net.peer.name") or tags.get("peer.service")
         spans.append(
             SpanSummary(
                 span_id=str(s.get("spanID")),
@@ -124,6 +145,8 @@ def summarize_trace(trace: dict[str, Any]) -> TraceSummary:
                 duration_ms=round(float(s.get("duration", 0)) / 1000.0, 3),
                 error=_is_error(tags),
                 status=redact(str(status))[0] if status is not None else None,
+                kind=str(tags["span.kind"]) if tags.get("span.kind") else None,
+                peer=str(peer) if peer else None,
             )
         )
     root = next((s for s in spans if s.parent_id is None), spans[0] if spans else None)

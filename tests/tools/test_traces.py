@@ -79,22 +79,35 @@ TRACE = {
                 {"key": "error", "type": "bool", "value": True},
             ],
         ),
-        _span(
-            "c3",
-            "b2",
-            "p3",
-            "GET",
-            3_000,
-            1_000,
-            [
-                {"key": "error", "type": "bool", "value": True},
+        {
+            **_span(
+                "c3",
+                "b2",
+                "p2",
+                "GET",
+                3_000,
+                1_000,
+                [
+                    {"key": "span.kind", "type": "string", "value": "client"},
+                    {"key": "net.peer.name", "type": "string", "value": "redis-cart"},
+                    {"key": "error", "type": "bool", "value": True},
+                ],
+            ),
+            # The error message as OpenTelemetry exporters put it: an event on the span.
+            "logs": [
                 {
-                    "key": "error.message",
-                    "type": "string",
-                    "value": "dial tcp 10.0.3.7:6379: connect: connection refused",
-                },
+                    "timestamp": T0 + 4_000,
+                    "fields": [
+                        {"key": "event", "type": "string", "value": "error"},
+                        {
+                            "key": "message",
+                            "type": "string",
+                            "value": "dial tcp 10.0.3.7:6379: connect: connection refused",
+                        },
+                    ],
+                }
             ],
-        ),
+        },
         _span(
             "d4",
             "a1",
@@ -199,10 +212,12 @@ def test_services_operations_and_trace_summaries(jaeger: tuple[str, Recorded]) -
     assert trace.root_service == "frontend"
     assert trace.root_operation == "GET /cart"
     assert trace.duration_ms == 250.0
-    assert trace.services == ["cartservice", "currencyservice", "frontend", "redis-cart"]
-    assert [s.service for s in trace.error_spans] == ["frontend", "cartservice", "redis-cart"]
+    assert trace.services == ["cartservice", "currencyservice", "frontend"]
+    assert [s.service for s in trace.error_spans] == ["frontend", "cartservice", "cartservice"]
     deepest = trace.error_spans[-1]
     assert deepest.parent_id == "b2"
+    assert deepest.kind == "client"
+    assert deepest.peer == "redis-cart"
     assert deepest.status == "dial tcp 10.0.3.7:6379: connect: connection refused"
 
 
@@ -212,7 +227,7 @@ def test_trace_tools_and_errors(jaeger: tuple[str, Recorded]) -> None:
         box = Toolbox(traces=source)
         found = box.call("find_traces", {"service": "frontend"})
         assert found.status == "success"
-        assert found.data[0]["error_spans"][2]["service"] == "redis-cart"
+        assert found.data[0]["error_spans"][2]["peer"] == "redis-cart"
         deps = box.call("trace_dependencies", {"minutes": 30})
         assert {(d["parent"], d["child"]) for d in deps.data} >= {("cartservice", "redis-cart")}
         services = box.call("list_trace_services", {})
