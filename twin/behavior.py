@@ -29,6 +29,23 @@ class Call:
     soft: bool = False
     #: Which of the caller's operations make this call; empty means all of them.
     operations: tuple[str, ...] = ()
+    #: The callee's operation this call invokes (an RPC method, an HTTP route, a command);
+    #: empty: the callee's operations in their own proportions.
+    operation: str = ""
+    #: Env var of the caller holding the callee's `host:port` (or URL); when the container
+    #: sets it, its host and port replace `service`, as the real client would dial them.
+    address_env: str = ""
+    #: How the caller words this failure in its logs and replies; {cause} is what the
+    #: callee or the network answered (``could not retrieve cart: {cause}``).
+    error: str = ""
+    #: For a soft call: the warning template logged when it fails (empty: the profile's
+    #: warning_logs, and none at all when those are empty too).
+    warning: str = ""
+    #: The gRPC status (or HTTP status) the caller answers with when this call fails;
+    #: empty: the caller profile's error_code.
+    code: str = ""
+    #: The caller's deadline for this call, ms; 0: the traffic model's default.
+    timeout_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -37,6 +54,13 @@ class Operation:
 
     name: str
     weight: float = 1.0
+    #: HTTP method and route template for HTTP services (placeholders fill from `extra`).
+    method: str = ""
+    path: str = ""
+    #: Own service time of this operation, ms; 0: the profile's latency_ms.
+    latency_ms: float = 0.0
+    #: Log templates of one request of this operation; empty: the profile's info_logs.
+    info_logs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -54,6 +78,9 @@ class BehaviorProfile:
     #: Request rate at which `cpu` was measured.
     reference_rps: float = 10.0
     #: Log line templates; placeholders such as {latency_ms}, {cause}, {operation}.
+    #: A template may also be a JSON object (one record: ``message``, optional
+    #: ``severity``, ``logger``, ``raw`` and any structured fields) or a JSON list of
+    #: records/strings (several lines per request); see twin/traffic_logs.py.
     info_logs: tuple[str, ...] = ()
     error_logs: tuple[str, ...] = ("ERROR request failed: {cause}",)
     warning_logs: tuple[str, ...] = ()
@@ -84,6 +111,15 @@ class BehaviorProfile:
     #: The port the process listens on when the container declares none and sets no PORT env.
     port: int = 8080
     extra: dict[str, str] = field(default_factory=dict)
+    #: The status this process answers with when a request fails on its own or through a
+    #: hard dependency: a gRPC code name (``Internal``) or an HTTP status (``500``);
+    #: empty: by protocol (``Unknown`` for gRPC, ``500`` for HTTP).
+    error_code: str = ""
+    #: Lines the process prints on each health probe it answers (cartservice prints
+    #: ``Checking CartService Health``).
+    probe_logs: tuple[str, ...] = ()
+    #: (interval seconds, template) lines printed periodically while the process serves.
+    periodic_logs: tuple[tuple[float, str], ...] = ()
 
     def with_start(self, start: StartBehavior) -> BehaviorProfile:
         return replace(self, start=start)

@@ -62,6 +62,9 @@ class TrafficSettings:
     service: str = "frontend"
     #: Multiplier from a traffic-spike fault.
     factor: float = 1.0
+    #: (namespace, Service) -> multiplier on the requests arriving at that Service
+    #: (a traffic-spike fault aimed at a Service other than the entry).
+    service_factors: dict[tuple[str, str], float] = field(default_factory=dict)
 
 
 class Cluster:
