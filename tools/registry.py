@@ -12,6 +12,7 @@ argument model, so the two cannot drift.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import re
 from collections.abc import Callable, Mapping
@@ -59,6 +60,10 @@ class Toolbox:
                 f"unknown tool {name!r}; tools: {', '.join(sorted(REGISTRY))}",
             )
         return tool(self, args or {})
+
+    async def acall(self, name: str, args: Mapping[str, Any] | None = None) -> ToolResult:
+        """`call` from async code (graph nodes): the blocking client runs in a worker thread."""
+        return await asyncio.to_thread(self.call, name, args)
 
 
 @dataclass

@@ -230,3 +230,15 @@ def test_service_graph_edges_from_selectors_and_env(box: Toolbox) -> None:
         "selector"
     ]
     assert result.data["trace_edges_missing"] == "no trace backend configured"
+
+
+def test_tools_can_be_awaited_from_graph_nodes(box: Toolbox) -> None:
+    import asyncio
+
+    async def both() -> list[str]:
+        results = await asyncio.gather(
+            box.acall("list_nodes", {}), box.acall("list_pods", {"namespace": "shop"})
+        )
+        return [r.status for r in results]
+
+    assert asyncio.run(both()) == ["success", "success"]
