@@ -468,3 +468,23 @@ def test_a_failing_dry_run_stops_the_write() -> None:
             ]
             == 2
         )
+
+
+def test_statefulsets_scale_and_restart(fresh_world: World, conn: ClusterConnection) -> None:
+    scaled = execute(conn, action("scale", "StatefulSet", "orders-db", {"replicas": 2}))
+    assert scaled.status == "applied", scaled.message
+    _assert_dry_run_then_real(fresh_world, scaled)
+    assert fresh_world.cluster.write_log[1].subresource == "scale"
+    assert _get(fresh_world, "StatefulSet", "orders-db")["spec"]["replicas"] == 2
+    restarted = execute(conn, action("restart", "StatefulSet", "orders-db"))
+    assert restarted.status == "applied", restarted.message
+    template = _get(fresh_world, "StatefulSet", "orders-db")["spec"]["template"]
+    assert "kubectl.kubernetes.io/restartedAt" in template["metadata"]["annotations"]
+    not_run = execute(
+        conn,
+        action(
+            "set_image", "StatefulSet", "orders-db", {"container": "server", "image": "postgres:15"}
+        ),
+    )
+    assert not_run.status == "rejected"
+    assert "earlier images: none" in not_run.message

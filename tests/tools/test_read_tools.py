@@ -72,7 +72,8 @@ def test_describe_pod_has_owner_chain_probes_resources_and_conditions(
 def test_workloads_list_and_describe(box: Toolbox) -> None:
     listed = box.call("list_workloads", {"namespace": "shop"})
     names = {w["name"] for w in listed.data}
-    assert names == {"cartservice", "frontend", "redis-cart"}
+    assert names == {"cartservice", "frontend", "redis-cart", "orders-db"}
+    assert _by(listed.data, "name", "orders-db")["kind"] == "StatefulSet"
     cart = _by(listed.data, "name", "cartservice")
     assert cart["revision"] == 2
     assert cart["replicas"]["desired"] == 2

@@ -395,6 +395,20 @@ def build_world(cluster: Cluster | None = None) -> tuple[Cluster, str, str]:
     cluster.replace(cluster.rt("ReplicaSet"), frs, check_version=False)
     _pod(cluster, frs, "abcde", node="node-1", ip="10.1.0.7", crashing=False)
     _deployment(cluster, "redis-cart", "redis:alpine", replicas=1, revision=1, port=6379)
+    _create(
+        cluster,
+        "StatefulSet",
+        {
+            "metadata": {"name": "orders-db", "namespace": NS, "labels": {"app": "orders-db"}},
+            "spec": {
+                "replicas": 1,
+                "serviceName": "orders-db",
+                "selector": {"matchLabels": {"app": "orders-db"}},
+                "template": _template("orders-db", "postgres:16", port=5432),
+            },
+            "status": {"replicas": 1, "readyReplicas": 1, "currentRevision": "orders-db-1"},
+        },
+    )
     for name, port, target, selector in (
         ("cartservice", 7070, 7070, {"app": "cartservice"}),
         ("frontend", 80, 8080, {"app": "frontend"}),
