@@ -119,10 +119,14 @@ def call_tool(
     if jaeger:
         traces = JaegerTraceSource(jaeger)
     box.metrics, box.traces = metrics, traces
-    result = box.call(name, parsed)
+    try:
+        result = box.call(name, parsed)
+    finally:
+        for backend in (box.cluster, metrics, traces):
+            close = getattr(backend, "close", None)
+            if close is not None:
+                close()
     typer.echo(result.model_dump_json(indent=2))
-    if box.cluster is not None:
-        box.cluster.close()
     if result.status in ("error", "denied"):
         raise typer.Exit(1)
 
