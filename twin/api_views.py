@@ -5,10 +5,14 @@ and CPU use of running containers, read from the hidden runtime state
 (`cluster.pods`) at request time, a node's usage being the sum over its pods.
 events.k8s.io/v1 Events are the core/v1 Events in another shape, converted
 both ways as the API server converts between versions of one stored kind.
+discovery.k8s.io/v1 EndpointSlices (read-only) are what the EndpointSlice
+controller would derive from each Endpoints object, so `kubectl describe
+service` finds the endpoints where kubectl 1.32 looks for them.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING, Any
 
 from twin.clock import rfc3339
@@ -210,3 +214,79 @@ def events_v1_to_core(event: Obj) -> Obj:
         if event.get(field) is not None:
             out[core_field] = event[field]
     return out
+
+
+# -- discovery.k8s.io/v1 EndpointSlice <- core/v1 Endpoints ------------------------------
+
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+_SLICE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+
+def slice_name(endpoints: Obj) -> str:
+    """`<service>-<5 chars>`, as the EndpointSlice controller names them (stable per object)."""
+    meta = endpoints.get("metadata") or {}
+    digest = hashlib.sha256(str(meta.get("uid", meta.get("name", ""))).encode()).digest()
+    suffix = "".join(_SLICE_ALPHABET[b % len(_SLICE_ALPHABET)] for b in digest[:5])
+    return f"{meta.get('name', '')}-{suffix}"
+
+
+def endpoints_name_of_slice(name: str) -> str:
+    return name.rpartition("-")[0]
+
+
+def endpoints_to_slice(endpoints: Obj) -> Obj:
+    """The EndpointSlice the controller would keep for an Endpoints object (IPv4, one slice)."""
+    meta = endpoints.get("metadata") or {}
+    service = meta.get("name", "")
+    labels = dict(meta.get("labels") or {})
+    labels[SERVICE_NAME_LABEL] = service
+    labels["endpointslice.kubernetes.io/managed-by"] = "endpointslice-controller.k8s.io"
+    slice_meta: Obj = {
+        "name": slice_name(endpoints),
+        "generateName": f"{service}-",
+        "namespace": meta.get("namespace", ""),
+        "uid": meta.get("uid", ""),
+        "resourceVersion": meta.get("resourceVersion", ""),
+        "creationTimestamp": meta.get("creationTimestamp"),
+        "labels": labels,
+        "ownerReferences": [
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "name": service,
+                "uid": "",
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ],
+    }
+    items: list[Obj] = []
+    ports: list[Obj] = []
+    for subset in endpoints.get("subsets") or []:
+        for ready, key in ((True, "addresses"), (False, "notReadyAddresses")):
+            for address in subset.get(key) or []:
+                item: Obj = {
+                    "addresses": [address.get("ip", "")],
+                    "conditions": {"ready": ready, "serving": ready, "terminating": False},
+                }
+                if address.get("nodeName"):
+                    item["nodeName"] = address["nodeName"]
+                if address.get("targetRef"):
+                    item["targetRef"] = address["targetRef"]
+                items.append(item)
+        for port in subset.get("ports") or []:
+            entry = {
+                "name": port.get("name", ""),
+                "port": port.get("port"),
+                "protocol": port.get("protocol", "TCP"),
+            }
+            if entry not in ports:
+                ports.append(entry)
+    return {
+        "kind": "EndpointSlice",
+        "apiVersion": "discovery.k8s.io/v1",
+        "metadata": slice_meta,
+        "addressType": "IPv4",
+        "endpoints": items,
+        "ports": ports,
+    }

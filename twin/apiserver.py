@@ -59,6 +59,8 @@ from twin.api_views import (
     EVENTS_GROUP,
     METRICS_GROUP,
     core_to_events_v1,
+    endpoints_name_of_slice,
+    endpoints_to_slice,
     events_v1_to_core,
     node_metrics,
     pod_metrics,
@@ -165,6 +167,18 @@ def _aggregated_version(accept: str) -> str | None:
     return None
 
 
+def _is_discovery_path(path: str) -> bool:
+    """/version, /openapi/..., and /api, /apis down to a group version: read-only documents."""
+    segs = path.strip("/").split("/")
+    if segs[0] in ("version", "openapi"):
+        return True
+    if segs[0] == "api":
+        return len(segs) <= 2
+    if segs[0] == "apis":
+        return len(segs) <= 3
+    return False
+
+
 def _truthy(value: str | None) -> bool:
     return value is not None and value.lower() in ("1", "true", "yes")
 
@@ -216,6 +230,19 @@ class Target:
         return self.rt.key
 
 
+@dataclass(frozen=True)
+class _View:
+    """A kind served from another kind's storage, converted on the way out (and in)."""
+
+    backing: ResourceType
+    to_view: Callable[[Obj], Obj]
+    #: None: the view is read-only.
+    from_view: Callable[[Obj], Obj] | None
+    backing_name: Callable[[str], str] = field(default=lambda name: name)
+    #: Table rows from the stored object's printer (events) or the view's own (slices).
+    print_backing: bool = True
+
+
 @dataclass
 class _Reply:
     status: int
@@ -232,6 +259,7 @@ class ApiServer:
         self.store = cluster.store
         self.registry = cluster.store.registry
         self.hub = WatchHub(cluster.store)
+        self._views = self._build_views()
         self._queues: set[asyncio.Queue[bytes | None]] = set()
         self.server_address = "127.0.0.1:0"
 
@@ -264,6 +292,10 @@ class ApiServer:
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         path = request.path.rstrip("/") or "/"
         accept = request.headers.get("Accept", "")
+        if request.method != "GET" and _is_discovery_path(path):
+            raise errors.method_not_allowed(
+                "the server does not allow this method on the requested resource"
+            )
         if path == "/version":
             return self._json(200, SERVER_VERSION)
         if path in ("/healthz", "/livez", "/readyz"):
@@ -304,12 +336,19 @@ class ApiServer:
             if resource_list is None:
                 raise _not_found_path()
             return self._json(200, resource_list)
-        target = self._target(group, version, rest)
         method = request.method
+        if method in ("POST", "PUT", "PATCH", "DELETE"):
+            raw = await request.read()
+            try:
+                target = self._target(group, version, rest)
+            except errors.ApiError as exc:
+                self._record_unrouted(request, group, rest, raw, exc.code)
+                raise
+        else:
+            target = self._target(group, version, rest)
         if method == "GET":
             return await self._read(request, target)
         if method in ("POST", "PUT", "PATCH", "DELETE"):
-            raw = await request.read()
             reply = self._write(request, target, raw)
             return web.Response(
                 status=reply.status,
@@ -362,24 +401,96 @@ class ApiServer:
 
     # -- views: kinds served from another kind's storage ------------------------------
 
+    def _build_views(self) -> dict[str, _View]:
+        views: dict[str, _View] = {}
+        core_events = self.registry.by_gvr("", "v1", "events")
+        new_events = self.registry.by_gvr(EVENTS_GROUP, "v1", "events")
+        if core_events is not None and new_events is not None:
+            views[new_events.key] = _View(core_events, core_to_events_v1, events_v1_to_core)
+        endpoints = self.registry.by_gvr("", "v1", "endpoints")
+        slices = self.registry.by_gvr("discovery.k8s.io", "v1", "endpointslices")
+        if endpoints is not None and slices is not None:
+            views[slices.key] = _View(
+                endpoints,
+                endpoints_to_slice,
+                None,
+                backing_name=endpoints_name_of_slice,
+                print_backing=False,
+            )
+        return views
+
     def _backing(self, rt: ResourceType) -> ResourceType:
-        if rt.group == EVENTS_GROUP and rt.kind == "Event":
-            return self.cluster.rt("Event", "v1")
-        return rt
+        view = self._views.get(rt.key)
+        return view.backing if view is not None else rt
 
     def _to_view(self, rt: ResourceType, obj: Obj) -> Obj:
-        if rt.group == EVENTS_GROUP and rt.kind == "Event":
-            return core_to_events_v1(obj)
-        return obj
+        view = self._views.get(rt.key)
+        return view.to_view(obj) if view is not None else obj
 
     def _from_view(self, rt: ResourceType, obj: Obj) -> Obj:
-        if rt.group == EVENTS_GROUP and rt.kind == "Event":
-            return events_v1_to_core(obj)
-        return obj
+        view = self._views.get(rt.key)
+        if view is None:
+            return obj
+        if view.from_view is None:
+            raise errors.method_not_allowed(
+                "the server does not allow this method on the requested resource"
+            )
+        return view.from_view(obj)
 
-    def _table_rt(self, rt: ResourceType) -> ResourceType:
-        """Views print as the kind they are stored as."""
-        return self._backing(rt)
+    def _stored(self, rt: ResourceType, namespace: str, name: str, *, live: bool = False) -> Obj:
+        """The stored object behind `rt/name` (for a view: the object it is derived from)."""
+        view = self._views.get(rt.key)
+        if view is None:
+            return self.store.get(rt, namespace, name, live=live)
+        obj = self.store.find(view.backing, namespace, view.backing_name(name))
+        if obj is None or view.to_view(obj)["metadata"].get("name") != name:
+            raise errors.not_found(rt.plural, rt.group, name)
+        return obj if live else copy.deepcopy(obj)
+
+    def _table(
+        self,
+        rt: ResourceType,
+        objs: list[Obj],
+        now: datetime,
+        query: Mapping[str, str],
+        tv: str,
+        list_meta: Obj,
+        *,
+        with_columns: bool = True,
+    ) -> Obj:
+        """A Table of stored objects; a view prints as its stored kind or as itself."""
+        include = query.get("includeObject", "Metadata")
+        view = self._views.get(rt.key)
+        if view is None:
+            return tables.table(
+                rt,
+                objs,
+                now,
+                include_object=include,
+                api_version=f"meta.k8s.io/{tv}",
+                list_meta=list_meta,
+                with_columns=with_columns,
+            )
+        shown = [view.to_view(o) for o in objs]
+        body = tables.table(
+            view.backing if view.print_backing else rt,
+            objs if view.print_backing else shown,
+            now,
+            include_object=include,
+            api_version=f"meta.k8s.io/{tv}",
+            list_meta=list_meta,
+            with_columns=with_columns,
+        )
+        for row, obj in zip(body["rows"], shown, strict=True):
+            if include == "Object":
+                row["object"] = obj
+            elif include != "None":
+                row["object"] = {
+                    "kind": "PartialObjectMetadata",
+                    "apiVersion": "meta.k8s.io/v1",
+                    "metadata": obj["metadata"],
+                }
+        return body
 
     # -- reads ------------------------------------------------------------------
 
@@ -408,23 +519,11 @@ class ApiServer:
             if target.sub == "scale":
                 obj = self.store.get(rt, target.namespace or "", target.name, live=True)
                 return self._json(200, self._scale_of(rt, obj))
-            backing = self._backing(rt)
-            obj = self.store.get(backing, target.namespace or "", target.name, live=True)
-            view = self._to_view(rt, obj)
+            obj = self._stored(rt, target.namespace or "", target.name, live=True)
             if tv:
-                body = tables.table(
-                    self._table_rt(rt),
-                    [obj],
-                    now,
-                    include_object=query.get("includeObject", "Metadata"),
-                    api_version=f"meta.k8s.io/{tv}",
-                    list_meta={"resourceVersion": obj["metadata"].get("resourceVersion", "")},
-                )
-                if query.get("includeObject") == "Object":
-                    for row in body["rows"]:
-                        row["object"] = view
-                return self._json(200, body)
-            return self._json(200, view)
+                list_meta = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
+                return self._json(200, self._table(rt, [obj], now, query, tv, list_meta))
+            return self._json(200, self._to_view(rt, obj))
 
     def _list(self, target: Target, query: Mapping[str, str], tv: str | None, now: datetime) -> Obj:
         rt = target.rt
@@ -441,32 +540,19 @@ class ApiServer:
                     live=True,
                 )
             else:
+                match_label = parse_label_selector(label_selector)
                 match_field = parse_field_selector(field_selector)
-                objs = [
-                    o
-                    for o in self.store.list(
-                        backing, target.namespace, label_selector=label_selector, live=True
-                    )
-                    if match_field(self._to_view(rt, o))
-                ]
+                objs = []
+                for obj in self.store.list(backing, target.namespace, live=True):
+                    view = self._to_view(rt, obj)
+                    if match_label(view["metadata"].get("labels") or {}) and match_field(view):
+                        objs.append(obj)
         except SelectorError as exc:
             raise errors.bad_request(str(exc)) from exc
         list_meta: Obj = {"resourceVersion": str(self.store.resource_version)}
         objs = self._page(objs, query, list_meta)
         if tv:
-            include = query.get("includeObject", "Metadata")
-            body = tables.table(
-                self._table_rt(rt),
-                objs,
-                now,
-                include_object=include,
-                api_version=f"meta.k8s.io/{tv}",
-                list_meta=list_meta,
-            )
-            if include == "Object" and backing is not rt:
-                for row, obj in zip(body["rows"], objs, strict=True):
-                    row["object"] = self._to_view(rt, obj)
-            return body
+            return self._table(rt, objs, now, query, tv, list_meta)
         items = objs if backing is rt else [self._to_view(rt, o) for o in objs]
         return {
             "kind": f"{rt.kind}List",
@@ -688,23 +774,24 @@ class ApiServer:
         matched: set[tuple[str, str]] = set()
 
         def matches(obj: Obj) -> bool:
-            meta = obj.get("metadata") or {}
+            view = self._to_view(rt, obj)
+            meta = view.get("metadata") or {}
             if target.namespace and meta.get("namespace") != target.namespace:
                 return False
             if target.name and meta.get("name") != target.name:
                 return False
-            view = self._to_view(rt, obj)
             return label_pred(meta.get("labels") or {}) and field_pred(view)
 
         def encode(etype: str, obj: Obj) -> bytes:
             if tv:
-                body: Obj = tables.table(
-                    self._table_rt(rt),
+                list_meta = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
+                body = self._table(
+                    rt,
                     [obj],
                     self.cluster.clock.now(),
-                    include_object=query.get("includeObject", "Metadata"),
-                    api_version=f"meta.k8s.io/{tv}",
-                    list_meta={"resourceVersion": obj["metadata"].get("resourceVersion", "")},
+                    query,
+                    tv,
+                    list_meta,
                     with_columns=first_table[0],
                 )
                 if not first_table[0]:
@@ -849,23 +936,75 @@ class ApiServer:
                 code = exc.code
                 return _Reply(exc.code, dumps(exc.status()))
             finally:
-                record_body = body if isinstance(body, dict) else ({"patch": body} if body else {})
-                self.cluster.write_log.append(
-                    WriteRecord(
-                        time=rfc3339(self.cluster.clock.now()),
-                        elapsed=self.cluster.clock.elapsed,
-                        verb=verb,
-                        resource=target.resource,
-                        namespace=target.namespace or "",
-                        name=target.name or "",
-                        subresource=target.sub or "",
-                        dry_run=bool(dry_values)
-                        or (isinstance(body, dict) and bool(body.get("dryRun"))),
-                        code=code,
-                        patch_type=patch_type,
-                        body=_redact(target.rt.key, copy.deepcopy(record_body)),
-                    )
+                self._record(
+                    verb=verb,
+                    resource=target.resource,
+                    namespace=target.namespace or "",
+                    name=target.name or "",
+                    subresource=target.sub or "",
+                    dry_run=bool(dry_values)
+                    or (isinstance(body, dict) and bool(body.get("dryRun"))),
+                    code=code,
+                    patch_type=patch_type,
+                    body=body,
                 )
+
+    def _record(
+        self,
+        *,
+        verb: str,
+        resource: str,
+        namespace: str,
+        name: str,
+        subresource: str,
+        dry_run: bool,
+        code: int,
+        patch_type: str,
+        body: Any,
+    ) -> None:
+        """Append to the cluster's write log (Secret values redacted). Hold the lock."""
+        record_body = body if isinstance(body, dict) else ({"patch": body} if body else {})
+        self.cluster.write_log.append(
+            WriteRecord(
+                time=rfc3339(self.cluster.clock.now()),
+                elapsed=self.cluster.clock.elapsed,
+                verb=verb,
+                resource=resource,
+                namespace=namespace,
+                name=name,
+                subresource=subresource,
+                dry_run=dry_run,
+                code=code,
+                patch_type=patch_type,
+                body=_redact(resource, copy.deepcopy(record_body)),
+            )
+        )
+
+    def _record_unrouted(
+        self, request: web.Request, group: str, rest: list[str], raw: bytes, code: int
+    ) -> None:
+        """Log a write to a path that names no served resource (it failed with `code`)."""
+        namespace = ""
+        if rest[0] == "namespaces" and len(rest) >= 3:
+            namespace, rest = rest[1], rest[2:]
+        plural = rest[0]
+        verb = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+        try:
+            body: Any = json.loads(raw) if raw.strip() else None
+        except ValueError:
+            body = None
+        with self.cluster.lock:
+            self._record(
+                verb=verb[request.method],
+                resource=f"{plural}.{group}" if group else plural,
+                namespace=namespace,
+                name=rest[1] if len(rest) > 1 else "",
+                subresource=rest[2] if len(rest) > 2 else "",
+                dry_run="All" in request.query.getall("dryRun", []),
+                code=code,
+                patch_type=request.content_type if request.method == "PATCH" else "",
+                body=body,
+            )
 
     def _parse_body(self, raw: bytes, content_type: str, *, required: bool) -> Any:
         if content_type == PROTOBUF:
@@ -898,7 +1037,10 @@ class ApiServer:
         dry_run: bool,
     ) -> _Reply:
         rt = target.rt
-        if "create" not in rt.verbs and rt.group == METRICS_GROUP:
+        verb = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}[method]
+        if method == "DELETE" and target.name is None:
+            verb = "deletecollection"
+        if verb not in rt.verbs:
             raise errors.method_not_allowed(
                 "the server does not allow this method on the requested resource"
             )
@@ -984,7 +1126,7 @@ class ApiServer:
 
     def _current(self, target: Target) -> Obj:
         assert target.name is not None
-        return self.store.get(self._backing(target.rt), target.namespace or "", target.name)
+        return self._stored(target.rt, target.namespace or "", target.name)
 
     def _replace(self, target: Target, body: Obj, dry_run: bool) -> _Reply:
         rt = target.rt
@@ -1071,7 +1213,10 @@ class ApiServer:
         rt = target.rt
         assert target.name is not None
         obj = self._object_body(body)
-        existing = self.store.find(self._backing(rt), target.namespace or "", target.name)
+        try:
+            existing: Obj | None = self._stored(rt, target.namespace or "", target.name)
+        except errors.ApiError:
+            existing = None
         if existing is None:
             obj = copy.deepcopy(obj)
             obj.setdefault("metadata", {})["name"] = target.name
@@ -1162,7 +1307,7 @@ class ApiServer:
         assert target.name is not None
         rt = self._backing(target.rt)
         namespace = target.namespace or ""
-        current = self.store.get(rt, namespace, target.name, live=True)
+        current = self._stored(target.rt, namespace, target.name, live=True)
         deleted = self._delete_one(rt, current, query, options, dry_run)
         if deleted is None:
             meta = current["metadata"]

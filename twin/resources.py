@@ -125,6 +125,15 @@ BUILTIN: tuple[ResourceType, ...] = (
         ("status",),
     ),
     ResourceType("events.k8s.io", "v1", "Event", "events", True, ("ev",)),
+    # Served by the API server as a read-only view of Endpoints (kubectl describe svc reads it).
+    ResourceType(
+        "discovery.k8s.io",
+        "v1",
+        "EndpointSlice",
+        "endpointslices",
+        True,
+        verbs=("get", "list", "watch"),
+    ),
     ResourceType("rbac.authorization.k8s.io", "v1", "Role", "roles", True),
     ResourceType("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", True),
     ResourceType("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", False),

@@ -574,6 +574,29 @@ def format_endpoints(endpoints: Obj) -> str:
     return f"{text} + {count - 3} more..." if more else text
 
 
+def _first_three(values: list[str]) -> str:
+    """listWithMoreString: up to three values, `+ N more...`, `<unset>` when empty."""
+    if not values:
+        return "<unset>"
+    text = ",".join(values[:3])
+    return f"{text} + {len(values) - 3} more..." if len(values) > 3 else text
+
+
+def _endpoint_slice(obj: Obj, now: datetime) -> Cells:
+    ports = [
+        str(p["port"]) if p.get("port") is not None else (p.get("name") or "*")
+        for p in obj.get("ports") or []
+    ]
+    addresses = [a for e in obj.get("endpoints") or [] for a in e.get("addresses") or []]
+    return [
+        obj["metadata"]["name"],
+        obj.get("addressType", ""),
+        _first_three(ports),
+        _first_three(addresses),
+        _age(obj, now),
+    ]
+
+
 def _endpoints(obj: Obj, now: datetime) -> Cells:
     return [obj["metadata"]["name"], format_endpoints(obj), _age(obj, now)]
 
@@ -908,6 +931,16 @@ PRINTERS: dict[str, tuple[list[Obj], Printer]] = {
             _AGE,
         ],
         _endpoints,
+    ),
+    "endpointslices.discovery.k8s.io": (
+        [
+            _NAME,
+            _col("AddressType", doc="The type of address carried by this EndpointSlice."),
+            _col("Ports", doc="The ports exposed by each endpoint in this slice."),
+            _col("Endpoints", doc="The unique endpoints in this slice."),
+            _AGE,
+        ],
+        _endpoint_slice,
     ),
     "nodes": (
         [

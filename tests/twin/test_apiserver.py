@@ -817,6 +817,26 @@ def test_error_shapes(twin: Twin) -> None:
     assert status_body(exc.value)["message"] == "the server could not find the requested resource"
 
 
+def test_writes_to_unknown_resources_are_refused_and_logged(twin: Twin) -> None:
+    widget = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}
+    with pytest.raises(ApiException) as exc:
+        twin.custom.create_namespaced_custom_object(
+            "example.com", "v1", "default", "widgets", widget
+        )
+    assert exc.value.status == 404
+    with pytest.raises(ApiException) as exc:
+        twin.request("POST", "/api/v1", body={})
+    assert exc.value.status == 405
+    (record,) = twin.cluster.write_log
+    assert (record.verb, record.resource, record.namespace, record.code) == (
+        "create",
+        "widgets.example.com",
+        "default",
+        404,
+    )
+    assert record.body["kind"] == "Widget"
+
+
 def test_pod_spec_and_workload_selector_are_immutable(twin: Twin) -> None:
     seed_pod(twin.cluster, "p")
     seed_deployment(twin.cluster)
@@ -1002,6 +1022,45 @@ def test_events_k8s_io_is_a_view_of_core_events(twin: Twin) -> None:
     assert created.note == "written through events.k8s.io"
     core = twin.core.read_namespaced_event("manual", "default")
     assert (core.message, core.involved_object.name) == ("written through events.k8s.io", "p")
+
+
+def test_endpoint_slices_are_a_view_of_endpoints(twin: Twin) -> None:
+    cluster = twin.cluster
+    cluster.create(
+        cluster.rt("Endpoints"),
+        {
+            "metadata": {"name": "web", "namespace": "default", "labels": {"app": "web"}},
+            "subsets": [
+                {
+                    "addresses": [{"ip": "10.1.0.5", "nodeName": "node-1"}],
+                    "notReadyAddresses": [{"ip": "10.1.0.6"}],
+                    "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+                }
+            ],
+        },
+    )
+    discovery: Any = client.DiscoveryV1Api(twin.api)
+    slices = discovery.list_namespaced_endpoint_slice(
+        "default", label_selector="kubernetes.io/service-name=web"
+    )
+    (view,) = slices.items
+    assert view.metadata.name.startswith("web-")
+    assert view.address_type == "IPv4"
+    assert [(e.addresses, e.conditions.ready) for e in view.endpoints] == [
+        (["10.1.0.5"], True),
+        (["10.1.0.6"], False),
+    ]
+    assert [(p.name, p.port) for p in view.ports] == [("http", 8080)]
+    same = discovery.read_namespaced_endpoint_slice(view.metadata.name, "default")
+    assert same.metadata.uid == view.metadata.uid
+    with pytest.raises(ApiException) as exc:
+        discovery.read_namespaced_endpoint_slice("web-zzzzz", "default")
+    assert exc.value.status == 404
+    with pytest.raises(ApiException) as exc:
+        discovery.delete_namespaced_endpoint_slice(view.metadata.name, "default")
+    assert exc.value.status == 405
+    table = twin.get("/apis/discovery.k8s.io/v1/namespaces/default/endpointslices", TABLE)
+    assert table["rows"][0]["cells"][1:4] == ["IPv4", "8080", "10.1.0.5,10.1.0.6"]
 
 
 def test_metrics_from_the_pod_runtime(twin: Twin) -> None:

@@ -278,6 +278,33 @@ def test_get_wide_and_other_kinds(kube: Kube) -> None:
     )
 
 
+def test_describe_service_finds_its_endpoints(kube: Kube) -> None:
+    cluster = kube.cluster
+    cluster.create(
+        cluster.rt("Service"),
+        {
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {
+                "type": "ClusterIP",
+                "clusterIP": "10.96.1.1",
+                "selector": {"app": "web"},
+                "ports": [{"port": 80, "targetPort": 8080, "protocol": "TCP"}],
+            },
+        },
+    )
+    cluster.create(
+        cluster.rt("Endpoints"),
+        {
+            "metadata": {"name": "web", "namespace": "default"},
+            "subsets": [{"addresses": [{"ip": "10.1.0.5"}], "ports": [{"port": 8080}]}],
+        },
+    )
+    fields = [line.split() for line in kube.out("describe", "svc", "web").splitlines()]
+    assert ["Endpoints:", "10.1.0.5:8080"] in fields
+    assert ["TargetPort:", "8080/TCP"] in fields
+    assert table_lines(kube.out("get", "ep", "web"))[1][:2] == ["web", "10.1.0.5:8080"]
+
+
 def test_describe_pod_shows_its_events(kube: Kube) -> None:
     pod = kube.cluster.store.get(kube.cluster.rt("Pod"), "default", "web-7b9c6f8d5-fghij")
     EventRecorder(kube.cluster).event(
