@@ -977,8 +977,10 @@ CHECKOUT = BehaviorProfile(
     ),
     reference_rps=1.74,
     info_logs=('order confirmation email sent to "{email}"',),
-    # The gRPC server returns its errors without logging them.
-    error_logs=(),
+    # PlaceOrder logs its first line, then returns errors without logging them.
+    error_logs=(
+        _one(_rec('[PlaceOrder] user_id="{session}" user_currency="{currency}"', severity="info")),
+    ),
     startup_logs=(
         "Tracing disabled.",
         "Profiling disabled.",
@@ -1148,7 +1150,7 @@ CATALOG = BehaviorProfile(
         _grpc_op("ProductCatalogService", "GetProduct", 190.0),
         _grpc_op("ProductCatalogService", "SearchProducts", 0.0),
     ),
-    reference_rps=220.0,
+    reference_rps=198.0,
     # Logs at Info: nothing per request.
     error_logs=(),
     startup_logs=(
