@@ -275,7 +275,8 @@ def connect(
         candidates.append(str(Path(home) / ".kube" / "config"))
     conn: ClusterConnection | None = None
     for candidate in candidates:
-        paths = [p for p in candidate.split(os.pathsep) if p]
+        candidate = os.pathsep.join(os.path.expanduser(p) for p in candidate.split(os.pathsep) if p)
+        paths = candidate.split(os.pathsep)
         if not any(Path(p).is_file() for p in paths):
             tried.append(f"kubeconfig {candidate} (no such file)")
             continue
