@@ -25,6 +25,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/python scripts/check_module_imports.py
 
 bench: $(STAMP)
 	$(BIN)/python -m evals.bench

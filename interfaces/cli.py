@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from interfaces.tools_cmd import tools_app
 from interfaces.twin_cmd import twin_app
 
 app = typer.Typer(
@@ -13,6 +14,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(twin_app, name="twin")
+app.add_typer(tools_app, name="tools")
 
 
 def main() -> None:
