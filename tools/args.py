@@ -12,47 +12,35 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS1123_SUBDOMAIN = re.compile(
-    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+from state import (
+    ContainerName,
+    Name,
+    Namespace,
+    ServiceName,
+    dns1035_label,
+    dns1123_label,
+    dns1123_subdomain,
 )
-_DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+__all__ = [
+    "DEFAULT_LIST_LIMIT",
+    "MAX_LIST_LIMIT",
+    "ContainerName",
+    "Limit",
+    "Name",
+    "Namespace",
+    "Selector",
+    "ServiceName",
+    "ToolArgs",
+    "dns1035_label",
+    "dns1123_label",
+    "dns1123_subdomain",
+    "selector",
+]
+
 # Label and field selectors: the characters their grammars allow, nothing that could smuggle
 # another query parameter.
 _SELECTOR = re.compile(r"^[A-Za-z0-9_./\-=!,()\s]*$")
-
-
-def dns1123_label(value: str) -> str:
-    if len(value) > 63:
-        raise ValueError(f"{value!r} is longer than 63 characters (a DNS-1123 label)")
-    if not _DNS1123_LABEL.match(value):
-        raise ValueError(
-            f"{value!r} is not a DNS-1123 label: lower-case letters, digits and '-', "
-            "starting and ending with a letter or digit"
-        )
-    return value
-
-
-def dns1123_subdomain(value: str) -> str:
-    if len(value) > 253:
-        raise ValueError(f"{value!r} is longer than 253 characters (a DNS-1123 subdomain)")
-    if not _DNS1123_SUBDOMAIN.match(value):
-        raise ValueError(
-            f"{value!r} is not a DNS-1123 subdomain: lower-case letters, digits, '-' and '.', "
-            "starting and ending with a letter or digit"
-        )
-    return value
-
-
-def dns1035_label(value: str) -> str:
-    if len(value) > 63:
-        raise ValueError(f"{value!r} is longer than 63 characters (a DNS-1035 label)")
-    if not _DNS1035_LABEL.match(value):
-        raise ValueError(
-            f"{value!r} is not a DNS-1035 label: lower-case letters, digits and '-', "
-            "starting with a letter and ending with a letter or digit"
-        )
-    return value
 
 
 def selector(value: str) -> str:
@@ -63,14 +51,6 @@ def selector(value: str) -> str:
     return value
 
 
-#: A namespace name (DNS-1123 label).
-Namespace = Annotated[str, AfterValidator(dns1123_label)]
-#: An object name: Pods, Deployments, ConfigMaps, Nodes... (DNS-1123 subdomain).
-Name = Annotated[str, AfterValidator(dns1123_subdomain)]
-#: A Service name (DNS-1035 label).
-ServiceName = Annotated[str, AfterValidator(dns1035_label)]
-#: A container name (DNS-1123 label).
-ContainerName = Annotated[str, AfterValidator(dns1123_label)]
 Selector = Annotated[str, AfterValidator(selector)]
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import ValidationError
 
+from state import format_validation_error
 from tools.args import ToolArgs
 from tools.errors import NoClusterConfigured, ToolError
 from tools.result import ToolResult, Truncation
@@ -75,14 +76,6 @@ class Answer:
     truncations: list[Truncation] = field(default_factory=list)
     #: None: empty when data is an empty list/dict.
     empty: bool | None = None
-
-
-def format_validation_error(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "arguments"
-        parts.append(f"{loc}: {err['msg']}")
-    return "; ".join(parts)
 
 
 _ARGS_HEADER = re.compile(r"^\s*Args:\s*$")
