@@ -5,10 +5,12 @@ operator can point kubectl at it; neither knows it is not a real cluster.
 This module serves discovery, list/get/create/replace/patch/delete for every
 registered kind (namespaced, cluster-scoped and all-namespace paths), label
 and field selectors, watch, Table output for kubectl, the status, scale,
-log, binding and eviction subresources, metrics.k8s.io and events.k8s.io
-views, and server-side dry-run on every write. Every write goes through
-`Cluster.create/replace/delete` (so admission applies) under the cluster
-lock, and is recorded in `cluster.write_log`, refused and dry-run ones too.
+log, binding and eviction subresources, computed views (metrics.k8s.io from
+the pod runtime; events.k8s.io Events and discovery.k8s.io EndpointSlices
+from the core kinds that store them), and server-side dry-run on every
+write. Every write goes through `Cluster.create/replace/delete` (so
+admission applies) under the cluster lock, and is recorded in
+`cluster.write_log`, refused and dry-run ones too.
 
 It runs on aiohttp in a thread of its own (`serve_in_thread`); other parts
 mount their own endpoints (telemetry, alerts) with `extra_routes`.
@@ -106,8 +108,9 @@ def _not_found_path() -> errors.ApiError:
     return errors.ApiError(404, "NotFound", "the server could not find the requested resource")
 
 
-def _unsupported_patch(patch_type: str) -> errors.ApiError:
-    accepted = ", ".join(t for t in PATCH_TYPES if t != STRATEGIC_MERGE_PATCH)
+def _unsupported_patch(builtin: bool) -> errors.ApiError:
+    """415 for a patch type the resource does not take (custom resources: no strategic merge)."""
+    accepted = ", ".join(t for t in PATCH_TYPES if builtin or t != STRATEGIC_MERGE_PATCH)
     return errors.ApiError(
         415,
         "UnsupportedMediaType",
@@ -1172,10 +1175,11 @@ class ApiServer:
         dry_run: bool,
     ) -> _Reply:
         rt = target.rt
-        if content_type not in PATCH_TYPES:
-            raise _unsupported_patch(content_type)
-        if content_type == STRATEGIC_MERGE_PATCH and rt.group not in BUILTIN_GROUPS:
-            raise _unsupported_patch(content_type)
+        builtin = rt.group in BUILTIN_GROUPS
+        if content_type not in PATCH_TYPES or (
+            content_type == STRATEGIC_MERGE_PATCH and not builtin
+        ):
+            raise _unsupported_patch(builtin)
         assert target.name is not None
         if content_type == APPLY_PATCH:
             return self._apply(target, body, dry_run)
