@@ -182,6 +182,12 @@ def _is_discovery_path(path: str) -> bool:
     return False
 
 
+def _body_name(body: Any) -> str:
+    """The name a create request's object carries (the path names none)."""
+    meta = body.get("metadata") if isinstance(body, dict) else None
+    return str(meta.get("name") or "") if isinstance(meta, dict) else ""
+
+
 def _truthy(value: str | None) -> bool:
     return value is not None and value.lower() in ("1", "true", "yes")
 
@@ -943,7 +949,7 @@ class ApiServer:
                     verb=verb,
                     resource=target.resource,
                     namespace=target.namespace or "",
-                    name=target.name or "",
+                    name=target.name or _body_name(body),
                     subresource=target.sub or "",
                     dry_run=bool(dry_values)
                     or (isinstance(body, dict) and bool(body.get("dryRun"))),

@@ -400,12 +400,14 @@ def test_dry_run_stores_nothing_and_is_logged(twin: Twin) -> None:
     assert cluster.store.resource_version == rv_before
     assert cluster.store.find(cluster.rt("ConfigMap"), "default", "dry") is None
     assert cluster.store.get(cluster.rt("Deployment"), "default", "web")["spec"]["replicas"] == 2
-    records = [(r.verb, r.resource, r.subresource, r.dry_run, r.code) for r in cluster.write_log]
+    records = [
+        (r.verb, r.resource, r.name, r.subresource, r.dry_run, r.code) for r in cluster.write_log
+    ]
     assert records == [
-        ("create", "configmaps", "", True, 201),
-        ("patch", "deployments.apps", "", True, 200),
-        ("patch", "deployments.apps", "scale", True, 200),
-        ("delete", "deployments.apps", "", True, 200),
+        ("create", "configmaps", "dry", "", True, 201),
+        ("patch", "deployments.apps", "web", "", True, 200),
+        ("patch", "deployments.apps", "web", "scale", True, 200),
+        ("delete", "deployments.apps", "web", "", True, 200),
     ]
 
 
