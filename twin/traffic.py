@@ -45,6 +45,7 @@ from twin.traffic_net import (
     Proc,
     Route,
     address_env,
+    call_protocol,
     call_target,
     implicit_calls,
     parse_address,
@@ -195,7 +196,8 @@ class Traffic:
     ) -> None:
         self.telemetry = telemetry
         self.period = period
-        self._last: float | None = None
+        #: Simulated seconds of the last computed period.
+        self.last_run: float | None = None
         self._ops_cache: dict[int, tuple[tuple[str, float], ...]] = {}
         #: Load generator statistics per (method, name): [requests, failures, sum ms, min, max].
         self.client_stats: dict[tuple[str, str], list[float]] = {}
@@ -212,9 +214,9 @@ class Traffic:
 
     def step(self, cluster: Cluster, dt: float) -> None:
         now = cluster.elapsed
-        if self._last is None or now - self._last >= self.period - 1e-9:
-            span = dt if self._last is None else now - self._last
-            self._last = now
+        if self.last_run is None or now - self.last_run >= self.period - 1e-9:
+            span = dt if self.last_run is None else now - self.last_run
+            self.last_run = now
             self.run(cluster, span)
         if self.telemetry is not None:
             self.telemetry.step(cluster)
@@ -244,13 +246,15 @@ class Traffic:
         serving = [p for p in procs if p.serving and not p.load_source]
         for p in serving:
             p.calls = implicit_calls(p.profile, p.env)
-            resolved: dict[tuple[str, int | None], Route] = {}
+            resolved: dict[tuple[str, int | None, str | None], Route] = {}
             routes: list[Route | None] = []
             for call in p.calls:
-                target = call_target(call, p.env)
-                route = resolved.get(target)
+                host, port = call_target(call, p.env)
+                hint = call_protocol(call, p.env)
+                route = resolved.get((host, port, hint))
                 if route is None:
-                    route = resolved[target] = net.resolve(p, p.namespace, *target)
+                    route = net.resolve(p, p.namespace, host, port, hint)
+                    resolved[(host, port, hint)] = route
                 routes.append(route)
             p.routes = routes
             p.attempts = [None] * len(p.calls)

@@ -396,13 +396,19 @@ class Network:
 
     # -- resolution -------------------------------------------------------------------------
 
-    def protocol_of(self, svc: Obj | None, port: Obj | None, backends: list[Proc]) -> Protocol:
+    def protocol_of(
+        self,
+        svc: Obj | None,
+        port: Obj | None,
+        backends: list[Proc],
+        hint: Protocol | None = None,
+    ) -> Protocol:
         """The protocol spoken on a Service port: its name or appProtocol, else the server's."""
-        hints = []
+        names = []
         if port:
-            hints = [str(port.get("appProtocol") or ""), str(port.get("name") or "")]
-        for hint in hints:
-            h = hint.lower()
+            names = [str(port.get("appProtocol") or ""), str(port.get("name") or "")]
+        for name in names:
+            h = name.lower()
             if "grpc" in h:
                 return "grpc"
             if "redis" in h:
@@ -413,32 +419,39 @@ class Network:
                 return "http"
         if backends:
             return backends[0].profile.protocol
+        if hint is not None:
+            return hint
         number = int((port or {}).get("port") or 0)
-        return {6379: "redis", 5432: "postgres"}.get(number, "http")  # type: ignore[return-value]
+        return WELL_KNOWN_PORTS.get(number, "http")
 
-    def resolve(self, caller: Proc | None, caller_ns: str, host: str, port: int | None) -> Route:
-        """The route of `caller`'s calls to `host:port` (caller None: from outside the cluster)."""
+    def resolve(
+        self,
+        caller: Proc | None,
+        caller_ns: str,
+        host: str,
+        port: int | None,
+        hint: Protocol | None = None,
+    ) -> Route:
+        """The route of `caller`'s calls to `host:port` (caller None: from outside the cluster).
+
+        `hint` is the protocol the caller's client speaks when nothing on the
+        server side says (a Service that does not exist).
+        """
         src_ip = caller.ip if caller is not None else "10.0.0.1"
+        fallback: Protocol = hint or WELL_KNOWN_PORTS.get(port or 0, "http")
         if not self.dns_allowed(caller):
             detail = (
                 f"dial tcp: lookup {host} on {self.dns}:53: read udp "
                 f"{src_ip}:{_ephemeral(src_ip, host)}->{self.dns}:53: i/o timeout"
             )
-            return Route(
-                host,
-                port,
-                "",
-                caller_ns,
-                "http",
-                [Leg(1.0, "timeout", None, host, "", caller_ns, detail)],
-            )
+            leg = Leg(1.0, "timeout", None, host, "", caller_ns, detail, fallback)
+            return Route(host, port, "", caller_ns, fallback, [leg])
         ns, name, svc = self.service_for_host(host, caller_ns)
         if svc is None:
             detail = f"dial tcp: lookup {host} on {self.dns}:53: no such host"
-            return Route(
-                host, port, "", ns, "http", [Leg(1.0, "nxdomain", None, host, name, ns, detail)]
-            )
-        return self._route_service(caller, src_ip, host, port, svc, split=True)
+            leg = Leg(1.0, "nxdomain", None, host, name, ns, detail, fallback)
+            return Route(host, port, "", ns, fallback, [leg])
+        return self._route_service(caller, src_ip, host, port, svc, split=True, hint=hint)
 
     def _service_port(self, svc: Obj, port: int | None) -> Obj | None:
         ports = (svc.get("spec") or {}).get("ports") or []
@@ -458,6 +471,7 @@ class Network:
         svc: Obj,
         *,
         split: bool,
+        hint: Protocol | None = None,
     ) -> Route:
         meta = svc["metadata"]
         ns, name = meta.get("namespace", ""), meta["name"]
@@ -479,7 +493,7 @@ class Network:
             if routes:
                 return self._split(caller, src_ip, host, number, svc, routes)
         legs, backends = self._endpoint_legs(caller, src_ip, svc, svc_port, number)
-        protocol = self.protocol_of(svc, svc_port, backends)
+        protocol = self.protocol_of(svc, svc_port, backends, hint)
         for leg in legs:
             leg.protocol = protocol
         return Route(host, port, name, ns, protocol, legs)
@@ -678,6 +692,33 @@ def _pick_rule(routes: list[Obj], port: int, parent: str) -> tuple[str, list[Obj
             refs = rule.get("backendRefs") or []
             if refs:
                 return route["metadata"].get("namespace", ""), refs
+    return None
+
+
+#: Protocols of ports everyone knows.
+WELL_KNOWN_PORTS: dict[int, Protocol] = {6379: "redis", 5432: "postgres", 3306: "tcp"}
+_SCHEMES: dict[str, Protocol] = {
+    "postgres": "postgres",
+    "postgresql": "postgres",
+    "redis": "redis",
+    "rediss": "redis",
+    "http": "http",
+    "https": "http",
+    "grpc": "grpc",
+}
+
+
+def call_protocol(call: Call, env: dict[str, str]) -> Protocol | None:
+    """The protocol the caller's client speaks: its URL's scheme, or a gRPC method name."""
+    value = env.get(call.address_env, "") if call.address_env else ""
+    if "://" in value:
+        got = _SCHEMES.get(value.split("://", 1)[0].lower())
+        if got is not None:
+            return got
+    op = call.operation
+    if "/" in op and " " not in op and "." in op.split("/", 1)[0]:
+        # A full gRPC method name: package.Service/Method.
+        return "grpc"
     return None
 
 

@@ -1190,8 +1190,9 @@ RECOMMENDATION = BehaviorProfile(
         ),
     ),
     reference_rps=29.6,
-    # grpc's Python server reports the handler's exception through the root logger.
-    error_logs=(_one(_rec("Exception calling application: {cause}", raw=True)),),
+    # grpc's Python server logs the handler's exception through the root logger, with
+    # the text it answers (the call's `error`: "Exception calling application: ...").
+    error_logs=(_one(_rec("{cause}", raw=True)),),
     startup_logs=(
         "initializing recommendationservice",
         "Profiler disabled.",
