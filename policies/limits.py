@@ -27,6 +27,10 @@ class FreezeWindow(BaseModel):
     reason: str = ""
 
 
+def _default_auto_actions() -> list[ActionName]:
+    return ["restart", "delete_pod", "scale", "rollback", "set_hpa"]
+
+
 class PolicyLimits(BaseModel):
     """What an operator may tune."""
 
@@ -35,9 +39,7 @@ class PolicyLimits(BaseModel):
     #: Namespaces where autonomous mode may write without a person ("*" = any not protected).
     autonomous_namespaces: list[str] = Field(default_factory=lambda: ["*"])
     #: Actions that run without approval in autonomous mode (when every other check passes).
-    auto_actions: list[ActionName] = Field(
-        default_factory=lambda: ["restart", "delete_pod", "scale", "rollback", "set_hpa"]
-    )
+    auto_actions: list[ActionName] = Field(default_factory=_default_auto_actions)
     #: Below this hypothesis confidence, every write needs a person.
     min_confidence: float = Field(default=0.6, ge=0.0, le=1.0)
     max_actions_per_incident: int = Field(default=5, ge=0)

@@ -14,7 +14,6 @@ import difflib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from types import ModuleType
 from typing import Annotated, Any, Literal, TypeAlias, get_args
@@ -712,7 +711,7 @@ class ScenarioSummary:
 
 
 def builtin_dir() -> Path:
-    return Path(str(resources.files("twin") / "scenarios"))
+    return Path(__file__).with_name("scenarios")
 
 
 def builtin_names() -> list[str]:
