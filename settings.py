@@ -117,6 +117,10 @@ class Settings(BaseSettings):
         description="transcripts, post-mortems, the SQLite checkpoints",
     )
 
+    def incident_dir(self, incident_id: str) -> Path:
+        """Where an incident's files live: transcript.json (an IncidentReport), post-mortems."""
+        return self.data_dir / "incidents" / incident_id
+
     @property
     def sqlite_path(self) -> Path:
         return self.checkpoint.sqlite_path or self.data_dir / "checkpoints.sqlite"

@@ -867,3 +867,30 @@ class IncidentReport(BaseModel):
     localized_at: datetime | None
     mitigated_at: datetime | None
     transcript: list[TranscriptEntry]
+    evidence: list[Evidence] = Field(default_factory=list)
+    plan: Plan | None = None
+    approvals: list[Approval] = Field(default_factory=list)
+    recall: Recall | None = None
+
+    @classmethod
+    def from_state(cls, state: IncidentState) -> IncidentReport:
+        """The report of a finished (or interrupted) incident; needs intake to have run."""
+        if state.incident is None:
+            raise ValueError("the incident has no intake yet: nothing to report")
+        return cls(
+            incident=state.incident,
+            outcome=state.outcome,
+            hypotheses=state.plan.hypotheses if state.plan else [],
+            actions=state.executed,
+            decisions=state.decisions,
+            verifications=state.verifications,
+            tokens=state.tokens,
+            detected_at=state.detected_at,
+            localized_at=state.localized_at,
+            mitigated_at=state.mitigated_at,
+            transcript=state.transcript,
+            evidence=state.evidence,
+            plan=state.plan,
+            approvals=state.approvals,
+            recall=state.recall,
+        )
