@@ -779,7 +779,7 @@ class Telemetry:
             outcomes.append(("refused", "", 1.0, 1.0, 0.0))
         for kind, code, frac, lat, slow in outcomes:
             n = count * frac
-            if n <= 0:
+            if frac <= 1e-9 or n <= 0:
                 continue
             hkey = (id(base), reporters, protocol, kind, code)
             h = self._hists.get(hkey)

@@ -198,7 +198,7 @@ class TraceStore:
     ) -> list[Obj]:
         """Traces matching a Jaeger search, newest first."""
         out: list[Obj] = []
-        for seed in reversed(self.seeds):
+        for seed in sorted(self.seeds, key=lambda s: s.start_us, reverse=True):
             if start_us is not None and seed.start_us < start_us:
                 continue
             if end_us is not None and seed.start_us > end_us:

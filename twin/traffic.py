@@ -164,7 +164,9 @@ def lognormal_tail(mean: float, threshold: float, sigma: float = SIGMA) -> float
     if threshold <= 0:
         return 1.0
     mu = math.log(mean) - sigma * sigma / 2
-    return 0.5 * math.erfc((math.log(threshold) - mu) / (sigma * math.sqrt(2)))
+    tail = 0.5 * math.erfc((math.log(threshold) - mu) / (sigma * math.sqrt(2)))
+    # Below one request in a billion is no request at all.
+    return tail if tail > 1e-9 else 0.0
 
 
 def queue_factor(utilisation: float) -> float:
