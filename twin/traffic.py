@@ -32,7 +32,7 @@ import math
 import string
 import zlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from twin.behavior import BehaviorProfile, Call, Operation
 from twin.quantity import parse_cpu
@@ -75,7 +75,7 @@ IDLE_CPU = 0.05
 MEMORY_WARMUP = 10.0
 #: Sampled log lines per process and period (requests, errors per cause, warnings).
 INFO_SAMPLES = 1
-ERROR_SAMPLES = 3
+ERROR_SAMPLES = 4
 WARNING_SAMPLES = 2
 NOISE_CAP = 60
 #: Node CPU when a Node object gives none, cores.
@@ -903,35 +903,38 @@ class Traffic:
                 errors[(op, k)] = errors.get((op, k), 0.0) + r * frac * dt
             for (ci, msg), frac in o.warnings.items():
                 warnings[(op, ci, msg)] = warnings.get((op, ci, msg), 0.0) + r * frac * dt
-        for (op, (code, detail, verbatim)), expected in sorted(errors.items()):
-            n = min(ERROR_SAMPLES, _round(rng, expected))
-            for _ in range(n):
-                ts = start + (now - start) * rng.random()
-                stamp = cluster.clock.at(ts)
-                if verbatim:
-                    lines.append((ts, plain_line(prof, "error", detail, stamp, hostname=p.pod)))
-                    continue
-                if not prof.error_logs:
-                    continue
-                values = self._values(cluster, p, op, p.outcomes.get(op))
-                values.update(cause=detail, code=code, status=_status_value(code))
-                template = rng.choice(prof.error_logs)
-                for line in render(prof, template, "error", stamp, values, hostname=p.pod, rng=rng):
-                    lines.append((ts, line))
-        for (op, ci, msg), expected in sorted(warnings.items()):
+        # A few sampled lines per period in all, each cause drawn by its share.
+        error_items = sorted(errors.items())
+        n_errors = min(ERROR_SAMPLES, _round(rng, sum(e for _k, e in error_items)))
+        for _ in range(n_errors):
+            op, (code, detail, verbatim) = _weighted_key(rng, error_items)
+            ts = start + (now - start) * rng.random()
+            stamp = cluster.clock.at(ts)
+            if verbatim:
+                lines.append((ts, plain_line(prof, "error", detail, stamp, hostname=p.pod)))
+                continue
+            if not prof.error_logs:
+                continue
+            values = self._values(cluster, p, op, p.outcomes.get(op))
+            values.update(cause=detail, code=code, status=_status_value(code))
+            template = rng.choice(prof.error_logs)
+            for line in render(prof, template, "error", stamp, values, hostname=p.pod, rng=rng):
+                lines.append((ts, line))
+        warning_items = sorted(warnings.items())
+        n_warnings = min(WARNING_SAMPLES, _round(rng, sum(e for _k, e in warning_items)))
+        for _ in range(n_warnings):
+            op, ci, msg = _weighted_key(rng, warning_items)
             call = p.calls[ci]
             template = call.warning or (prof.warning_logs[0] if prof.warning_logs else "")
             if not template:
                 continue
-            n = min(WARNING_SAMPLES, _round(rng, expected))
-            for _ in range(n):
-                ts = start + (now - start) * rng.random()
-                values = self._values(cluster, p, op, p.outcomes.get(op))
-                values["cause"] = _wrap(call.error, msg, _choose_extras(prof, cluster))
-                for line in render(
-                    prof, template, "warning", cluster.clock.at(ts), values, hostname=p.pod, rng=rng
-                ):
-                    lines.append((ts, line))
+            ts = start + (now - start) * rng.random()
+            values = self._values(cluster, p, op, p.outcomes.get(op))
+            values["cause"] = _wrap(call.error, msg, _choose_extras(prof, cluster))
+            for line in render(
+                prof, template, "warning", cluster.clock.at(ts), values, hostname=p.pod, rng=rng
+            ):
+                lines.append((ts, line))
 
     def _noise_logs(
         self, cluster: Cluster, p: Proc, dt: float, start: float, lines: list[tuple[float, str]]
@@ -1199,6 +1202,20 @@ def _weighted(rng: Any, items: list[tuple[str, float]]) -> str:
         x -= w
         if x <= 0:
             return name
+    return items[-1][0]
+
+
+_K = TypeVar("_K")
+
+
+def _weighted_key(rng: Any, items: list[tuple[_K, float]]) -> _K:
+    """One key drawn with probability proportional to its weight."""
+    total = sum(w for _, w in items)
+    x = rng.random() * total
+    for key, w in items:
+        x -= w
+        if x <= 0:
+            return key
     return items[-1][0]
 
 

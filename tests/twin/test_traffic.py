@@ -482,7 +482,7 @@ def test_traffic_spike_raises_load_and_latency(shop: Cluster) -> None:
 def test_pods_on_a_dead_node_time_out(shop: Cluster) -> None:
     (pod,) = pods_of(shop, "shippingservice")
     shop.nodes_down.add(pod["spec"]["nodeName"])
-    shop.advance(10)
+    shop.advance(60)
     shipping_ip = cluster_ip(shop, "shippingservice")
     assert any(
         f"dial tcp {shipping_ip}:50051: i/o timeout" in e for e in errors_of(shop, "frontend")
@@ -590,8 +590,9 @@ def test_same_seed_same_run() -> None:
 
 def test_thirty_minutes_run_fast() -> None:
     cluster, _traffic = shop_world(seed=1)
-    start = time.perf_counter()
+    # CPU time of this process: other work on the machine does not count.
+    start = time.process_time()
     cluster.advance(1800)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 2.0, f"30 simulated minutes took {elapsed:.2f}s"
+    elapsed = time.process_time() - start
+    assert elapsed < 2.0, f"30 simulated minutes took {elapsed:.2f}s of CPU"
     assert cluster.telemetry.service_window("shop", "frontend", 60) is not None
