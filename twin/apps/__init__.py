@@ -1,8 +1,9 @@
 """Built-in applications the twin can run without any manifest of the scenario's own.
 
-An app is a module with `APP` (its name), `manifests(namespace) -> list[dict]`
-(every object of its release manifest, without the Namespace) and
-`register_behaviors(registry)` (a behaviour profile per image it runs).
+An app is a module with `APP` (its name), `ENTRY` (the Service its load
+enters at), `manifests(namespace) -> list[dict]` (every object of its release
+manifest, without the Namespace) and `register_behaviors(registry)` (a
+behaviour profile per image it runs).
 Scenarios name one with `spec.app`.
 """
 

@@ -22,6 +22,8 @@ from typing import Any
 from twin.behavior import BehaviorProfile, BehaviorRegistry, Call, Operation
 
 APP = "shop"
+#: The Service the load enters at (the load generator's FRONTEND_ADDR).
+ENTRY = "frontend"
 
 REGISTRY = "us-central1-docker.pkg.dev/online-boutique-ci/microservices-demo"
 VERSION = "v0.10.6"
