@@ -234,6 +234,8 @@ class Telemetry:
         self.cluster: Cluster | None = None
         self._period_start = 0.0
         self._pending: _Pending = {}
+        #: Series of the last scrape that are not mesh counters (those never end).
+        self._touched: list[Series] = []
         self._plan_version = -1
         self._plan_hists: list[tuple[Any, ...]] = []
         self._plan_services: list[tuple[Any, ...]] = []
@@ -279,8 +281,17 @@ class Telemetry:
         self._collect_pods(cluster, out)
         self._collect_workloads(cluster, out)
         self._collect_tcp(out)
+        touched: list[Series] = []
         for key, value in out:
-            _append(self._series(key, index), index, value)
+            series = self._series(key, index)
+            _append(series, index, value)
+            touched.append(series)
+        # A series gone from its exporter gets a staleness marker, as Prometheus writes:
+        # queries stop returning it at once instead of for the 5-minute lookback.
+        for series in self._touched:
+            if series.last == index - 1:
+                series.values.append(math.nan)
+        self._touched = touched
         for (labels, reporters), h in self.requests.items():
             if h.refs is None:
                 if h.keys is None:
@@ -879,15 +890,11 @@ class Telemetry:
         """The series' latest sample at or before `t` within `lookback` seconds."""
         i = bisect.bisect_right(self.times, t) - 1 + self.base
         j = min(i, s.last)
-        while j >= s.first and j >= self.base:
-            ts = self.times[j - self.base]
-            if ts < t - lookback:
-                return None
-            v = s.values[j - s.first]
-            if not math.isnan(v):
-                return v
-            j -= 1
-        return None
+        if j < s.first or j < self.base or self.times[j - self.base] < t - lookback:
+            return None
+        v = s.values[j - s.first]
+        # NaN is a staleness marker: the series had ended by then.
+        return None if math.isnan(v) else v
 
     def samples_between(self, s: Series, start: float, end: float) -> list[tuple[float, float]]:
         """The series' samples with start < t <= end."""

@@ -576,3 +576,37 @@ def test_routes_mount_on_the_api_server() -> None:
         assert len(data["data"]["result"]) == 12
         assert "frontend" in client.get("/jaeger/api/services").json()["data"]
         assert client.get("/api/v1/namespaces/shop/services/frontend").json()["kind"] == "Service"
+
+
+def test_series_of_a_deleted_pod_go_stale_at_once() -> None:
+    cluster, _traffic = shop_world(seed=10)
+    cluster.advance(60)
+    (pod,) = pods_of(cluster, "emailservice")
+    name = pod["metadata"]["name"]
+    query = f'container_memory_working_set_bytes{{pod="{name}"}}'
+    with serve(cluster) as client:
+        assert len(prom(client, "query", query=query)["result"]) == 1
+        del cluster.pods[pod["metadata"]["uid"]]
+        cluster.store.delete(cluster.rt("Pod"), "shop", name)
+        cluster.advance(30)
+        assert prom(client, "query", query=query)["result"] == []
+        # Its past stays queryable.
+        earlier = cluster.clock.now().timestamp() - 40
+        assert len(prom(client, "query", query=query, time=str(earlier))["result"]) == 1
+        assert len(prom(client, "query", query=query + "[2m]")["result"][0]["values"]) >= 3
+
+
+def test_load_from_outside_the_mesh_has_an_unknown_source() -> None:
+    cluster, _traffic = shop_world(seed=12)
+    (lg,) = pods_of(cluster, "loadgenerator")
+    del cluster.pods[lg["metadata"]["uid"]]
+    cluster.store.delete(cluster.rt("Pod"), "shop", lg["metadata"]["name"])
+    cluster.advance(30)
+    text = cluster.telemetry.exposition(cluster)
+    entry = metric_lines(text, "istio_requests_total", destination_service_name="frontend")
+    assert entry
+    # Only the destination's proxy sees traffic that comes from outside the mesh.
+    assert {(lab["source_workload"], lab["reporter"]) for lab, _v in entry} == {
+        ("unknown", "destination")
+    }
+    assert cluster.telemetry.service_window("shop", "frontend", 20)[0] == pytest.approx(40.0)
