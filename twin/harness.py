@@ -68,6 +68,7 @@ class Twin:
         self.webhook_errors: list[tuple[str, str]] = []
         self.webhooks_sent = 0
         self.speed: float | None = None
+        self._url = ""
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._ticker: threading.Thread | None = None
         self._stop = threading.Event()
@@ -128,7 +129,8 @@ class Twin:
             alerts.add_routes(app, evaluator)
 
         self.server = serve_in_thread(cluster, host="127.0.0.1", port=port, extra_routes=(routes,))
-        evaluator.external_url = f"{self.server.url}/alertmanager"
+        self._url = self.server.url
+        evaluator.external_url = f"{self._url}/alertmanager"
         if kubeconfig is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="kubemedic-twin-")
             kubeconfig = Path(self._tmp.name) / "kubeconfig"
@@ -167,9 +169,10 @@ class Twin:
 
     @property
     def url(self) -> str:
-        if self.server is None:
+        """The API server's base URL (kept after `stop`, for messages)."""
+        if not self._url:
             raise RuntimeError("the twin is not served (use Twin.start)")
-        return self.server.url
+        return self._url
 
     @property
     def sim_seconds(self) -> float:
