@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from interfaces.cli import app
@@ -55,3 +62,76 @@ def test_validate_a_yaml_syntax_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["twin", "validate", str(bad)])
     assert result.exit_code == 1
     assert "YAML syntax error: line 3, column 1" in result.output
+
+
+@pytest.mark.kubectl
+def test_serve_runs_until_terminated_and_kubectl_sees_the_shop(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "interfaces.cli",
+            "twin",
+            "serve",
+            "--speed",
+            "20",
+            "--kubeconfig",
+            str(kubeconfig),
+        ],
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line.rstrip("\n"))
+            if line.startswith("export KUBECONFIG="):
+                break
+        assert f"export KUBECONFIG={kubeconfig}" in lines, lines
+        assert any(line.startswith("API server: http://127.0.0.1:") for line in lines)
+        assert f"kubeconfig: {kubeconfig}" in lines
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+        out = subprocess.run(
+            [shutil.which("kubectl") or "/usr/bin/kubectl", "get", "pods", "-A"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+        assert out.splitlines()[0].split() == [
+            "NAMESPACE",
+            "NAME",
+            "READY",
+            "STATUS",
+            "RESTARTS",
+            "AGE",
+        ]
+        shop = [row for row in out.splitlines() if row.startswith("shop ")]
+        assert len(shop) >= 11
+        assert any("frontend-" in row and "Running" in row for row in shop)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            rest, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rest, err = proc.communicate()
+    assert proc.returncode == 0, err
+    assert "twin stopped" in rest
+
+
+def test_serve_with_an_invalid_scenario_exits_one(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: kubemedic.dev/v1\nkind: Scenario\nmetadata: {name: Bad}\n")
+    result = runner.invoke(app, ["twin", "serve", "--scenario", str(bad)])
+    assert result.exit_code == 1
+    assert "metadata.name: String should match pattern" in result.output
