@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from twin.clock import parse_rfc3339, rfc3339
 from twin.controllers import quantities
 from twin.resources import ResourceType
+from twin.selectors import match_labels
 from twin.store import EventType, Obj
 
 if TYPE_CHECKING:
@@ -72,6 +73,7 @@ class _PodEntry:
     namespace: str
     owner: str
     node: str
+    labels: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -83,6 +85,8 @@ class Index:
     by_node: dict[str, dict[Key, Obj]] = field(default_factory=dict)
     #: Pods with no controlling owner, by namespace (candidates for adoption).
     orphans: dict[str, dict[str, Obj]] = field(default_factory=dict)
+    #: (namespace, label key, label value) -> pods carrying that label.
+    by_label: dict[tuple[str, str, str], dict[str, Obj]] = field(default_factory=dict)
     _entries: dict[Key, _PodEntry] = field(default_factory=dict)
     _handlers: dict[str, list[Handler]] = field(default_factory=dict)
     _any: list[Callable[[EventType, ResourceType, Obj], None]] = field(default_factory=list)
@@ -122,10 +126,15 @@ class Index:
             return
         ref = controller_ref(pod)
         entry = _PodEntry(
-            ns, ref["uid"] if ref else "", (pod.get("spec") or {}).get("nodeName") or ""
+            ns,
+            ref["uid"] if ref else "",
+            (pod.get("spec") or {}).get("nodeName") or "",
+            tuple((str(k), str(v)) for k, v in labels_of(pod).items()),
         )
         self._entries[key] = entry
         self.pods.setdefault(ns, {})[name] = pod
+        for k, v in entry.labels:
+            self.by_label.setdefault((ns, k, v), {})[name] = pod
         if entry.owner:
             self.by_owner.setdefault(entry.owner, {})[key] = pod
         else:
@@ -135,6 +144,8 @@ class Index:
 
     def _unlink(self, key: Key, name: str, entry: _PodEntry) -> None:
         _discard(self.pods, entry.namespace, name)
+        for k, v in entry.labels:
+            _discard(self.by_label, (entry.namespace, k, v), name)
         if entry.owner:
             _discard(self.by_owner, entry.owner, key)
         else:
@@ -144,6 +155,24 @@ class Index:
 
     def pods_in(self, namespace: str) -> list[Obj]:
         return list(self.pods.get(namespace, {}).values())
+
+    def select(self, namespace: str, match: dict[str, Any]) -> list[Obj]:
+        """Pods of a namespace whose labels include every key=value of `match` (non-empty)."""
+        buckets = [self.by_label.get((namespace, str(k), str(v)), {}) for k, v in match.items()]
+        if not buckets:
+            return []
+        smallest = min(buckets, key=len)
+        return [
+            p for p in smallest.values() if all(labels_of(p).get(k) == v for k, v in match.items())
+        ]
+
+    def select_labels(self, namespace: str, selector: dict[str, Any] | None) -> list[Obj]:
+        """Pods matching a structured LabelSelector (an empty one matches all, as for PDBs)."""
+        if not selector:
+            return self.pods_in(namespace)
+        exact = selector.get("matchLabels") or {}
+        candidates = self.select(namespace, exact) if exact else self.pods_in(namespace)
+        return [p for p in candidates if match_labels(selector, labels_of(p))]
 
     def pods_of(self, owner_uid: str) -> list[Obj]:
         return list(self.by_owner.get(owner_uid, {}).values())

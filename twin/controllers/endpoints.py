@@ -113,6 +113,8 @@ class EndpointsController:
         self.ep_rt = cluster.rt("Endpoints")
         self.queue: WorkQueue[Key] = WorkQueue()
         self._services: dict[str, dict[str, Obj]] = {}
+        #: (namespace, key, value) -> names of Services whose selector has that pair.
+        self._by_label: dict[tuple[str, str, str], set[str]] = {}
         self._pod_sigs: dict[Key, tuple[Any, ...]] = {}
         #: TriggerTimeTracker state: Service -> (pod name -> Ready transition, Service creation).
         self._trigger_state: dict[Key, tuple[dict[str, datetime], datetime | None]] = {}
@@ -130,14 +132,24 @@ class EndpointsController:
 
     def _remember(self, svc: Obj) -> None:
         ns, name = key_of(svc)
+        self._forget(ns, name)
         self._services.setdefault(ns, {})[name] = svc
+        for k, v in ((svc.get("spec") or {}).get("selector") or {}).items():
+            self._by_label.setdefault((ns, str(k), str(v)), set()).add(name)
+
+    def _forget(self, ns: str, name: str) -> None:
+        old = self._services.get(ns, {}).pop(name, None)
+        for k, v in (((old or {}).get("spec") or {}).get("selector") or {}).items():
+            names = self._by_label.get((ns, str(k), str(v)))
+            if names is not None:
+                names.discard(name)
 
     # -- events ----------------------------------------------------------------------------
 
     def _on_service(self, etype: EventType, svc: Obj) -> None:
         key = key_of(svc)
         if etype == "DELETED":
-            self._services.get(key[0], {}).pop(key[1], None)
+            self._forget(*key)
         else:
             self._remember(svc)
         self.queue.add(key)
@@ -154,11 +166,18 @@ class EndpointsController:
             new = self._pod_sigs[key] = _pod_signature(pod)
         if old == new:
             return
+        ns = key[0]
         labels = [dict(sig[0]) for sig in (old, new) if sig is not None]
-        for name, svc in self._services.get(key[0], {}).items():
-            selector = (svc.get("spec") or {}).get("selector")
+        candidates: set[str] = set()
+        for lab in labels:
+            for k, v in lab.items():
+                candidates |= self._by_label.get((ns, k, v), set())
+        services = self._services.get(ns, {})
+        for name in sorted(candidates):
+            svc = services.get(name)
+            selector = (svc or {}).get("spec", {}).get("selector")
             if any(selects(selector, lab) for lab in labels):
-                self.queue.add((key[0], name))
+                self.queue.add((ns, name))
 
     def trigger_time(self, key: Key, svc: Obj, pods: list[Obj]) -> datetime | None:
         """TriggerTimeTracker.ComputeEndpointLastChangeTriggerTime.
@@ -205,7 +224,7 @@ class EndpointsController:
         selector = spec.get("selector")
         if not selector or spec.get("type") == "ExternalName":
             return
-        selected = [p for p in self.index.pods_in(key[0]) if selects(selector, labels_of(p))]
+        selected = self.index.select(key[0], selector)
         trigger = self.trigger_time(key, svc, selected)
         subsets, truncated = self.compute_subsets(svc, selected)
         labels = dict(labels_of(svc))

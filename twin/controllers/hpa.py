@@ -25,9 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from twin.clock import parse_rfc3339
 from twin.controllers import quantities
-from twin.controllers.base import Index, Key, get_condition, int_field, key_of, labels_of, now_str
+from twin.controllers.base import Index, Key, get_condition, int_field, key_of, now_str
 from twin.errors import ApiError
-from twin.selectors import match_labels
 from twin.store import EventType, Obj
 
 if TYPE_CHECKING:
@@ -370,16 +369,17 @@ class HPAController:
         goal = resource.get("target") or {}
         namespace = str(hpa["metadata"].get("namespace", ""))
         selector = (target.get("spec") or {}).get("selector")
-        pods = [
-            p
-            for p in self.index.pods_in(namespace)
-            if selector and match_labels(selector, labels_of(p))
-        ]
-        samples, missing, unready, ready_count = self.sample(cluster, pods, name)
-        if (
+        pods = self.index.select_labels(namespace, selector) if selector else []
+        utilization = (
             goal.get("type", "Utilization") == "Utilization"
             and goal.get("averageUtilization") is not None
-        ):
+        )
+        try:
+            samples, missing, unready, ready_count = self.sample(cluster, pods, name)
+        except MetricError as exc:
+            kind = "utilization" if utilization else "usage"
+            raise MetricError(f"failed to get {name} {kind}: {exc}") from None
+        if utilization:
             target_util = int(goal["averageUtilization"])
             try:
                 replicas, util, raw = self.utilization_replicas(

@@ -94,7 +94,7 @@ class DisruptionController:
         selector = spec.get("selector")
         pods = []
         if selector is not None:
-            pods = [p for p in self.index.pods_in(ns) if match_labels(selector, labels_of(p))]
+            pods = self.index.select_labels(ns, selector)
         pods.sort(key=lambda p: str(p["metadata"]["name"]))
         if not pods:
             cluster.recorder.event(
