@@ -7,11 +7,22 @@ tests) and an in-process store (memory/inprocess.py, the embedded default).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
-from state import ActionStats, Category, Incident, ObjectRef, Recall
+from state import ActionStats, Category, Incident, ObjectRef, PastIncident, Recall
+
+
+class MemoryStoreError(Exception):
+    """The memory could not be read or written (e.g. Redis unreachable after retries).
+
+    The recall and learner nodes report it in the transcript; it never ends an incident.
+    """
+
+
+#: Past incidents less alike than this (memory.fingerprint.similarity) are not recalled.
+MIN_SIMILARITY = 0.2
 
 
 class ActionOutcome(BaseModel):
@@ -21,6 +32,20 @@ class ActionOutcome(BaseModel):
     target: str
     status: str
     recovered: bool
+    #: False when no verification followed the action (it then counts in no statistic).
+    verified: bool = True
+    #: Cluster seconds from the action to the verification that saw recovery.
+    time_to_recover_s: float | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    at: datetime | None = None
+
+    @property
+    def counts(self) -> bool:
+        """Whether this outcome says how well the action works: it was tried on the cluster
+        (a skipped, denied or escalated action says nothing) and, if applied, verified."""
+        if self.status in ("failed", "dry_run_failed", "undone"):
+            return True
+        return self.status == "applied" and self.verified
 
 
 class IncidentRecord(BaseModel):
@@ -50,7 +75,10 @@ class MemoryStore(Protocol):
     description: str
 
     async def recall(self, incident: Incident, symptoms: list[str], *, limit: int = 5) -> Recall:
-        """The most similar past incidents and the action statistics for their cause kinds."""
+        """The most similar past incidents and the action statistics for their cause kinds.
+
+        `symptoms` are fingerprint tokens (memory.fingerprint); raises MemoryStoreError.
+        """
         ...
 
     async def record(self, record: IncidentRecord) -> None:
@@ -64,3 +92,24 @@ class MemoryStore(Protocol):
     async def get(self, incident_id: str) -> IncidentRecord | None: ...
 
     async def list(self, *, limit: int = 50) -> list[IncidentRecord]: ...
+
+    async def aclose(self) -> None:
+        """Release connections (a no-op for the in-process store)."""
+        ...
+
+
+def past_incident(record: IncidentRecord, similarity: float) -> PastIncident:
+    """What the planner sees of one recalled incident."""
+    return PastIncident(
+        incident_id=record.incident_id,
+        similarity=round(similarity, 3),
+        root_cause=record.root_cause,
+        cause_kind=record.cause_kind,
+        category=record.category,
+        actions=[
+            f"{a.action} {a.target}: {a.status}{', recovered' if a.recovered else ''}"
+            for a in record.actions
+        ],
+        outcome=record.outcome,
+        time_to_recover_s=record.time_to_recover_s,
+    )
