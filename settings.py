@@ -85,6 +85,8 @@ class PolicySettings(BaseModel):
     mode: Mode = "observe"
     #: A policy file that tightens or loosens the tunable limits (policies/default.yaml if None).
     file: Path | None = None
+    #: The namespace kubemedic itself runs in: never written, like kube-system.
+    own_namespace: str = "kubemedic"
 
 
 class TelemetrySettings(BaseModel):
