@@ -18,6 +18,7 @@ its pydantic type. The model is never trusted:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -112,6 +113,8 @@ def make_chat_model(settings: Settings) -> BaseChatModel | None:
         # OpenAI-compatible servers all read max_tokens.
         kwargs["extra_body"] = {"max_tokens": llm.max_tokens}
     return ChatOpenAI(
+        # Our own client, so that aclose_chat_model can close its connections.
+        http_async_client=httpx.AsyncClient(timeout=llm.timeout_s),
         model=llm.model,
         base_url=llm.base_url,
         api_key=api_key,
@@ -120,6 +123,13 @@ def make_chat_model(settings: Settings) -> BaseChatModel | None:
         temperature=llm.temperature,
         **kwargs,
     )
+
+
+async def aclose_chat_model(model: BaseChatModel | None) -> None:
+    """Close the HTTP connections of a model from make_chat_model (others are left alone)."""
+    client = getattr(model, "http_async_client", None)
+    if isinstance(client, httpx.AsyncClient):
+        await client.aclose()
 
 
 def _is_openai(base_url: str | None) -> bool:
@@ -338,17 +348,12 @@ async def _answer(
         out = await structured.ainvoke(messages)
         raw = out.get("raw") if isinstance(out, dict) else None
         usage.add(raw)
-        parsed = out.get("parsed") if isinstance(out, dict) else None
-        parsing_error = out.get("parsing_error") if isinstance(out, dict) else None
-        if parsing_error is not None:
-            error = f"not valid JSON: {clip(str(parsing_error), 500)}"
-        elif parsed is None:
-            error = "no answer was given"
-        else:
-            try:
-                return output_type.model_validate(parsed), ""
-            except ValidationError as exc:
-                error = format_validation_error(exc)
+        # The raw answer is parsed here, strictly: LangChain's own JSON parser completes a
+        # truncated object, and an answer is never repaired by guessing.
+        try:
+            return output_type.model_validate(_strict_json(raw)), ""
+        except ValueError as exc:
+            error = format_validation_error(exc) if isinstance(exc, ValidationError) else str(exc)
         transcript.append(
             entry(
                 ctx,
@@ -367,6 +372,28 @@ async def _answer(
             )
         )
     return None, error
+
+
+_FENCE = re.compile(r"^```(?:json)?\s*\n(.*)\n```$", re.DOTALL)
+
+
+def _strict_json(raw: Any) -> Any:
+    """The JSON value of a structured answer; ValueError says why there is none."""
+    if not isinstance(raw, AIMessage):
+        raise ValueError("no answer was given")
+    if raw.tool_calls:  # function_calling: the arguments of the answer's tool call
+        return raw.tool_calls[0].get("args")
+    if raw.invalid_tool_calls:
+        bad = raw.invalid_tool_calls[0]
+        raise ValueError(f"not valid JSON: {clip(str(bad.get('error') or bad.get('args')), 500)}")
+    text = raw.content if isinstance(raw.content, str) else ""
+    if not text.strip():
+        raise ValueError("no answer was given (empty content)")
+    fenced = _FENCE.match(text.strip())
+    try:
+        return json.loads(fenced.group(1) if fenced else text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON: {exc}") from exc
 
 
 def _raw_text(raw: Any) -> str:
