@@ -903,6 +903,7 @@ CHECKOUT = BehaviorProfile(
             _lines(
                 '[PlaceOrder] user_id="{session}" user_currency="{currency}"',
                 "payment went through (transaction_id: {uuid})",
+                'order confirmation email sent to "{email}"',
             ),
         ),
     ),
@@ -978,7 +979,6 @@ CHECKOUT = BehaviorProfile(
         ),
     ),
     reference_rps=1.74,
-    info_logs=('order confirmation email sent to "{email}"',),
     # PlaceOrder logs its first line, then returns errors without logging them.
     error_logs=(
         _one(_rec('[PlaceOrder] user_id="{session}" user_currency="{currency}"', severity="info")),
