@@ -307,7 +307,7 @@ class CpuHogParams(_Model):
 class ErrorRateParams(_Model):
     #: Fraction of requests that fail.
     rate: float = Field(gt=0, le=1)
-    log: str = "ERROR request failed: {cause}"
+    log: str = "ERROR request failed: internal error"
     #: The fault ends by itself after this long.
     duration: Duration | None = None
 
