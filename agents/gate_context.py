@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from agents.context import AgentContext
+from memory.base import MemoryStoreError
 from policies.budgets import WRITE_STATUSES
 from policies.context import GateContext, PastAction, PdbInfo, PodInfo
 from state import Action, IncidentState, ObjectRef
@@ -111,7 +112,7 @@ async def _remembered(ctx: AgentContext, now: datetime, incident_id: str) -> lis
     """Writes of earlier incidents closed within the rate window (best effort)."""
     try:
         records = await ctx.memory.list(limit=_MEMORY_INCIDENTS)
-    except Exception as exc:
+    except MemoryStoreError as exc:
         # Memory is advisory here (the incident's own record still counts, and the in-process
         # store is the default): an unreachable Redis must not stop the gate from judging.
         ctx.say("gate", f"memory unavailable for the action history ({type(exc).__name__})")
