@@ -126,6 +126,15 @@ def _resource_type(cluster: Cluster, obj: dict[str, Any]) -> ResourceType:
 
 def _create(cluster: Cluster, obj: dict[str, Any], where: str) -> None:
     rt = _resource_type(cluster, obj)
+    meta = obj.get("metadata") or {}
+    if rt.kind == "Namespace":
+        existing = cluster.store.find(rt, "", str(meta.get("name", "")))
+        if existing is not None:
+            # A manifest may restate a namespace that exists: keep its labels and annotations.
+            for field in ("labels", "annotations"):
+                existing["metadata"].setdefault(field, {}).update(meta.get(field) or {})
+            cluster.store.commit(rt, existing)
+            return
     try:
         cluster.create(rt, obj)
     except ApiError as exc:

@@ -974,6 +974,7 @@ def check_semantics(scenario: Scenario) -> list[ScenarioError]:
         return errors
     objs = defined_objects(scenario)
     dns = scenario.default_namespace
+    errors += _duplicate_manifests(scenario)
     horizon = spec.horizon
 
     def service_exists(path: str, service: str, namespace: str | None) -> None:
@@ -1085,6 +1086,26 @@ def check_semantics(scenario: Scenario) -> list[ScenarioError]:
     if rec.latency_p99_below is not None:
         lc = rec.latency_p99_below
         service_exists("truth.recovered.latency_p99_below.service", lc.service, lc.namespace)
+    return errors
+
+
+def _duplicate_manifests(scenario: Scenario) -> list[ScenarioError]:
+    """A manifest that restates another (or one of the app's) would fail to create."""
+    spec = scenario.spec
+    seen: dict[tuple[str, str, str], str] = {}
+    if spec.app and app_module(spec.app) is not None:
+        ns = app_namespace(spec.app)
+        for obj in app_manifests(spec.app):
+            seen[_manifest_key(obj, ns)] = f"an object of app {spec.app}"
+    errors = []
+    for i, m in enumerate(spec.manifests):
+        key = _manifest_key(m.as_dict())
+        where = f"{key[1]}/{key[2]}" if key[1] else key[2]
+        if key[0] != "Namespace" and key in seen:
+            errors.append(
+                ScenarioError(f"spec.manifests[{i}]", f"{key[0]} {where} duplicates {seen[key]}")
+            )
+        seen.setdefault(key, f"spec.manifests[{i}]")
     return errors
 
 
