@@ -706,6 +706,9 @@ class ExecutedAction(BaseModel):
     inverse: Action | None = None
     error: str = ""
     at: datetime
+    #: The plan revision the action belonged to: (incident, revision, index) is the
+    #: executor's idempotency key.
+    plan_revision: int = 0
 
 
 class Verification(BaseModel):
@@ -831,6 +834,8 @@ class IncidentState:
     decisions: list[GateDecision] = field(default_factory=list)
     #: Approval request currently awaiting an answer (its id), if any.
     pending_approval: str = ""
+    #: Plan indexes a person approved for the current decisions (reset by the gate).
+    approved_actions: list[int] = field(default_factory=list)
     #: Answers from people (or the policy) to approval requests.
     approvals: Annotated[list[Approval], operator.add] = field(default_factory=list)
     #: What the executor did.
