@@ -876,6 +876,9 @@ class IncidentReport(BaseModel):
     plan: Plan | None = None
     approvals: list[Approval] = Field(default_factory=list)
     recall: Recall | None = None
+    #: The specialists' results: the post-mortem draws the service graph and log templates.
+    log_findings: LogFindings | None = None
+    dependency_findings: DependencyFindings | None = None
 
     @classmethod
     def from_state(cls, state: IncidentState) -> IncidentReport:
@@ -898,4 +901,6 @@ class IncidentReport(BaseModel):
             plan=state.plan,
             approvals=state.approvals,
             recall=state.recall,
+            log_findings=state.log_findings,
+            dependency_findings=state.dependency_findings,
         )
