@@ -20,7 +20,14 @@ from twin.errors import ApiError
 from twin.nodes import make_node
 from twin.quantity import format_cpu, format_memory
 from twin.resources import ResourceType
-from twin.scenario import CLUSTER_SCOPED, Scenario, app_manifests, app_module, app_namespace
+from twin.scenario import (
+    CLUSTER_SCOPED,
+    Scenario,
+    app_manifests,
+    app_module,
+    app_namespace,
+    entry_service,
+)
 
 #: Simulated seconds the warm-up may take before giving up on an app that never becomes ready.
 WARMUP_LIMIT = 900.0
@@ -87,17 +94,12 @@ def build_cluster(scenario: Scenario, *, clock_start: datetime | None = None) ->
         if ns and obj["kind"] not in CLUSTER_SCOPED:
             ensure_namespace(cluster, ns)
         _create(cluster, obj, where)
-    cluster.traffic.rps = spec.traffic.rps
-    if spec.entry is not None:
-        cluster.traffic.namespace = spec.entry.namespace
-        cluster.traffic.service = spec.entry.service
-    elif spec.app:
-        cluster.traffic.namespace = app_namespace(spec.app)
-        entry = getattr(app_module(spec.app), "ENTRY", None)
-        if isinstance(entry, str):
-            cluster.traffic.service = entry
-    else:
+    entry = entry_service(scenario)
+    if entry is None:
         cluster.traffic.rps = 0.0
+    else:
+        cluster.traffic.rps = spec.traffic.rps
+        cluster.traffic.namespace, cluster.traffic.service = entry
     warm_up(cluster)
     return cluster
 

@@ -265,21 +265,11 @@ def _rollout(cluster: Cluster, fault: RolloutFault, default_namespace: str) -> s
 def _traffic_spike(cluster: Cluster, fault: TrafficSpikeFault, default_namespace: str) -> str:
     factor = fault.params.factor
     target = fault.target
-    if target is None or (
-        target.name == cluster.traffic.service
-        and (target.namespace or default_namespace) == cluster.traffic.namespace
-    ):
-        cluster.traffic.factor *= factor
-        return f"load into {cluster.traffic.namespace}/{cluster.traffic.service} x{factor:g}"
-    ns = target.namespace or default_namespace
-    set_factor = getattr(cluster.traffic, "service_factors", None)
-    if not isinstance(set_factor, dict):
-        raise FaultError(
-            f"traffic-spike on {target}: the traffic model spikes only its entry service "
-            f"{cluster.traffic.namespace}/{cluster.traffic.service}"
-        )
-    set_factor[(ns, target.name)] = set_factor.get((ns, target.name), 1.0) * factor
-    return f"load into {ns}/{target.name} x{factor:g}"
+    entry = f"{cluster.traffic.namespace}/{cluster.traffic.service}"
+    if target is not None and f"{target.namespace or default_namespace}/{target.name}" != entry:
+        raise FaultError(f"traffic-spike on {target}: load enters at {entry} only")
+    cluster.traffic.factor *= factor
+    return f"load into {entry} x{factor:g}"
 
 
 def _secret_names(pod_spec: dict[str, Any]) -> list[str]:

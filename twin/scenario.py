@@ -31,9 +31,12 @@ from pydantic import (
 
 from twin.apps import BUILTIN as BUILTIN_APPS
 from twin.behavior import BehaviorProfile, Call, LogStyle, Operation, Protocol, StartBehavior
+from twin.cluster import TrafficSettings
 from twin.quantity import parse_cpu, parse_memory, parse_quantity
 
 API_VERSION = "kubemedic.dev/v1"
+#: The entry Service of an app that names none (the twin's default traffic settings).
+DEFAULT_ENTRY = TrafficSettings().service
 
 # -- scalar types ----------------------------------------------------------------
 
@@ -667,6 +670,17 @@ def app_namespace(name: str) -> str:
     return name
 
 
+def entry_service(scenario: Scenario) -> tuple[str, str] | None:
+    """Where the scenario's traffic enters: spec.entry, else the app's own; None without either."""
+    spec = scenario.spec
+    if spec.entry is not None:
+        return (spec.entry.namespace, spec.entry.service)
+    if spec.app:
+        entry = getattr(app_module(spec.app), "ENTRY", None)
+        return (app_namespace(spec.app), entry if isinstance(entry, str) else DEFAULT_ENTRY)
+    return None
+
+
 def app_manifests(name: str) -> list[dict[str, Any]]:
     module = app_module(name)
     if module is None:
@@ -1017,6 +1031,14 @@ def check_semantics(scenario: Scenario) -> list[ScenarioError]:
             continue
         if target is None:
             continue
+        if isinstance(fault, TrafficSpikeFault):
+            entry = entry_service(scenario)
+            if entry is None or target.key(dns) != ("Service", *entry):
+                where = f"{entry[0]}/{entry[1]}" if entry else "no entry service"
+                errors.append(
+                    ScenarioError(f"{base}.target", f"load enters at {where} only; omit target")
+                )
+                continue
         allowed = FAULT_TARGET_KINDS[fault.type]
         if allowed is not None and target.kind not in allowed:
             errors.append(

@@ -363,3 +363,27 @@ def test_the_example_in_scenarios_md_is_the_format() -> None:
     """The YAML block of SCENARIOS.md parses with only the truth's shape (the app is built in)."""
     data = yaml.safe_load(BILLING)
     assert set(data) == {"apiVersion", "kind", "metadata", "spec", "truth"}
+
+
+def test_a_traffic_spike_target_must_be_the_entry_service() -> None:
+    spike = """      type: traffic-spike
+      target: {kind: Service, namespace: pay, name: postgres}
+      params: {factor: 3}"""
+    text = _edit(
+        BILLING,
+        """      type: scale
+      target: {kind: Deployment, namespace: pay, name: postgres}
+      params: {replicas: 0}""",
+        spike,
+    )
+    assert _messages(text) == [
+        "spec.faults[0].target: load enters at pay/billing only; omit target"
+    ]
+    assert (
+        validate_text(
+            text.replace(
+                "name: postgres}\n      params: {factor", "name: billing}\n      params: {factor"
+            )
+        )
+        == []
+    )
