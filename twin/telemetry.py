@@ -236,6 +236,8 @@ class Telemetry:
         self._pending: _Pending = {}
         #: Series of the last scrape that are not mesh counters (those never end).
         self._touched: list[Series] = []
+        #: Pod uid -> (resourceVersion, its kube-state-metrics series, its cAdvisor keys).
+        self._pod_cache: dict[str, tuple[Any, list[tuple[SeriesKey, float]], _CadvisorKeys]] = {}
         self._plan_version = -1
         self._plan_hists: list[tuple[Any, ...]] = []
         self._plan_services: list[tuple[Any, ...]] = []
@@ -334,129 +336,31 @@ class Telemetry:
         return out
 
     def _collect_pods(self, cluster: Cluster, out: list[tuple[SeriesKey, float]]) -> None:
-        store = cluster.store
-        ksm = "kube-state-metrics"
-        for pod in store.iter_live(cluster.rt("Pod")):
+        seen: set[str] = set()
+        for pod in cluster.store.iter_live(cluster.rt("Pod")):
             meta = pod["metadata"]
-            ns, name, uid = meta.get("namespace", ""), meta["name"], meta.get("uid", "")
-            spec = pod.get("spec") or {}
-            status = pod.get("status") or {}
-            node = spec.get("nodeName") or ""
+            uid = meta.get("uid", "")
+            seen.add(uid)
+            rv = meta.get("resourceVersion")
+            cached = self._pod_cache.get(uid)
+            if cached is None or cached[0] != rv:
+                # kube-state-metrics reads only the object: recompute when it changes.
+                cached = self._pod_cache[uid] = (rv, *_pod_series(pod))
+            _rv, static, cadvisor = cached
+            out.extend(static)
             prt = cluster.pods.get(uid)
-            node_up = node not in cluster.nodes_down
-            phase = status.get("phase") or "Pending"
-            for p in ("Pending", "Running", "Succeeded", "Failed", "Unknown"):
-                out.append(
-                    (
-                        (
-                            "kube_pod_status_phase",
-                            _labels(job=ksm, namespace=ns, pod=name, uid=uid, phase=p),
-                        ),
-                        1.0 if p == phase else 0.0,
-                    )
-                )
-            ready = "unknown"
-            for cond in status.get("conditions") or []:
-                if cond.get("type") == "Ready":
-                    ready = str(cond.get("status", "Unknown")).lower()
-            for c in ("true", "false", "unknown"):
-                out.append(
-                    (
-                        (
-                            "kube_pod_status_ready",
-                            _labels(job=ksm, namespace=ns, pod=name, uid=uid, condition=c),
-                        ),
-                        1.0 if c == ready else 0.0,
-                    )
-                )
-            statuses = {s.get("name"): s for s in status.get("containerStatuses") or []}
-            for c in spec.get("containers") or []:
-                cname = c.get("name", "")
-                resources = c.get("resources") or {}
-                for kind, metric in (
-                    ("limits", "kube_pod_container_resource_limits"),
-                    ("requests", "kube_pod_container_resource_requests"),
-                ):
-                    for res, raw in (resources.get(kind) or {}).items():
-                        value, unit = _resource_value(res, raw)
-                        if value is None:
-                            continue
-                        out.append(
-                            (
-                                (
-                                    metric,
-                                    _labels(
-                                        job=ksm,
-                                        namespace=ns,
-                                        pod=name,
-                                        uid=uid,
-                                        container=cname,
-                                        node=node,
-                                        resource=res,
-                                        unit=unit,
-                                    ),
-                                ),
-                                value,
-                            )
-                        )
-                cs = statuses.get(cname)
-                base = {"job": ksm, "namespace": ns, "pod": name, "uid": uid, "container": cname}
-                if cs is not None:
-                    out.append(
-                        (
-                            ("kube_pod_container_status_restarts_total", _labels(**base)),
-                            float(cs.get("restartCount") or 0),
-                        )
-                    )
-                    out.append(
-                        (
-                            ("kube_pod_container_status_ready", _labels(**base)),
-                            1.0 if cs.get("ready") else 0.0,
-                        )
-                    )
-                    waiting = ((cs.get("state") or {}).get("waiting") or {}).get("reason")
-                    if waiting:
-                        out.append(
-                            (
-                                (
-                                    "kube_pod_container_status_waiting_reason",
-                                    _labels(**base, reason=waiting),
-                                ),
-                                1.0,
-                            )
-                        )
-                    last = ((cs.get("lastState") or {}).get("terminated") or {}).get("reason")
-                    if last:
-                        out.append(
-                            (
-                                (
-                                    "kube_pod_container_status_last_terminated_reason",
-                                    _labels(**base, reason=last),
-                                ),
-                                1.0,
-                            )
-                        )
-                crt = prt.containers.get(cname) if prt is not None else None
-                if crt is None or crt.phase != "running" or not node_up:
+            if prt is None or (pod.get("spec") or {}).get("nodeName") in cluster.nodes_down:
+                continue
+            for cname, (image, cpu_key, memory_key, limit_key, limit) in cadvisor.items():
+                crt = prt.containers.get(cname)
+                if crt is None or crt.phase != "running" or crt.image != image:
                     continue
-                cad = _labels(
-                    job="kubelet",
-                    metrics_path="/metrics/cadvisor",
-                    namespace=ns,
-                    pod=name,
-                    container=cname,
-                    image=crt.image,
-                    node=node,
-                )
-                out.append((("container_cpu_usage_seconds_total", cad), round(crt.cpu_seconds, 6)))
-                out.append((("container_memory_working_set_bytes", cad), float(round(crt.memory))))
-                limit = (resources.get("limits") or {}).get("memory")
-                out.append(
-                    (
-                        ("container_spec_memory_limit_bytes", cad),
-                        float(parse_memory(limit)) if limit else 0.0,
-                    )
-                )
+                out.append((cpu_key, round(crt.cpu_seconds, 6)))
+                out.append((memory_key, float(round(crt.memory))))
+                out.append((limit_key, limit))
+        if len(self._pod_cache) > len(seen):
+            for uid in [u for u in self._pod_cache if u not in seen]:
+                del self._pod_cache[uid]
 
     def _collect_workloads(self, cluster: Cluster, out: list[tuple[SeriesKey, float]]) -> None:
         store = cluster.store
@@ -948,6 +852,94 @@ def _hist_values(h: _Hist) -> list[float]:
     values.append(round(h.total, 3))
     values.append(count)
     return values
+
+
+#: Per container: image, the cAdvisor keys (cpu, memory, memory limit) and the limit.
+_CadvisorKeys = dict[str, tuple[str, SeriesKey, SeriesKey, SeriesKey, float]]
+
+
+def _pod_series(pod: dict[str, Any]) -> tuple[list[tuple[SeriesKey, float]], _CadvisorKeys]:
+    """kube-state-metrics series of one pod object, and the keys of its cAdvisor series."""
+    ksm = "kube-state-metrics"
+    meta = pod["metadata"]
+    ns, name, uid = meta.get("namespace", ""), meta["name"], meta.get("uid", "")
+    spec = pod.get("spec") or {}
+    status = pod.get("status") or {}
+    node = spec.get("nodeName") or ""
+    out: list[tuple[SeriesKey, float]] = []
+    phase = status.get("phase") or "Pending"
+    for p in ("Pending", "Running", "Succeeded", "Failed", "Unknown"):
+        lab = _labels(job=ksm, namespace=ns, pod=name, uid=uid, phase=p)
+        out.append((("kube_pod_status_phase", lab), 1.0 if p == phase else 0.0))
+    ready = "unknown"
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "Ready":
+            ready = str(cond.get("status", "Unknown")).lower()
+    for c in ("true", "false", "unknown"):
+        lab = _labels(job=ksm, namespace=ns, pod=name, uid=uid, condition=c)
+        out.append((("kube_pod_status_ready", lab), 1.0 if c == ready else 0.0))
+    statuses = {s.get("name"): s for s in status.get("containerStatuses") or []}
+    cadvisor: _CadvisorKeys = {}
+    for c in spec.get("containers") or []:
+        cname = c.get("name", "")
+        resources = c.get("resources") or {}
+        for kind, metric in (
+            ("limits", "kube_pod_container_resource_limits"),
+            ("requests", "kube_pod_container_resource_requests"),
+        ):
+            for res, raw in (resources.get(kind) or {}).items():
+                value, unit = _resource_value(res, raw)
+                if value is None:
+                    continue
+                lab = _labels(
+                    job=ksm,
+                    namespace=ns,
+                    pod=name,
+                    uid=uid,
+                    container=cname,
+                    node=node,
+                    resource=res,
+                    unit=unit,
+                )
+                out.append(((metric, lab), value))
+        cs = statuses.get(cname)
+        base = {"job": ksm, "namespace": ns, "pod": name, "uid": uid, "container": cname}
+        if cs is not None:
+            restarts = float(cs.get("restartCount") or 0)
+            out.append((("kube_pod_container_status_restarts_total", _labels(**base)), restarts))
+            ready_value = 1.0 if cs.get("ready") else 0.0
+            out.append((("kube_pod_container_status_ready", _labels(**base)), ready_value))
+            waiting = ((cs.get("state") or {}).get("waiting") or {}).get("reason")
+            if waiting:
+                lab = _labels(**base, reason=waiting)
+                out.append((("kube_pod_container_status_waiting_reason", lab), 1.0))
+            last = ((cs.get("lastState") or {}).get("terminated") or {}).get("reason")
+            if last:
+                lab = _labels(**base, reason=last)
+                out.append((("kube_pod_container_status_last_terminated_reason", lab), 1.0))
+        image = str(c.get("image", ""))
+        cad = _labels(
+            job="kubelet",
+            metrics_path="/metrics/cadvisor",
+            namespace=ns,
+            pod=name,
+            container=cname,
+            image=image,
+            node=node,
+        )
+        limit = (resources.get("limits") or {}).get("memory")
+        try:
+            limit_value = float(parse_memory(limit)) if limit else 0.0
+        except ValueError:
+            limit_value = 0.0
+        cadvisor[cname] = (
+            image,
+            ("container_cpu_usage_seconds_total", cad),
+            ("container_memory_working_set_bytes", cad),
+            ("container_spec_memory_limit_bytes", cad),
+            limit_value,
+        )
+    return out, cadvisor
 
 
 def _escape(value: str) -> str:
