@@ -169,7 +169,7 @@ def _executed(status: str, action_name: str = "restart") -> ExecutedAction:
         if action_name == "restart"
         else act("escalate", "Deployment", "cart", summary="help")
     )
-    return ExecutedAction(action_index=0, action=action, status=status, at=NOW)  # type: ignore[arg-type]
+    return ExecutedAction(action_index=0, action=action, status=status, at=NOW)
 
 
 def test_writes_done_counts_only_what_reached_the_cluster() -> None:
