@@ -1053,6 +1053,13 @@ def check_semantics(scenario: Scenario) -> list[ScenarioError]:
         if key not in objs:
             errors.append(ScenarioError(f"{base}.target", _missing(*key, objs)))
             continue
+        if isinstance(fault, RolloutFault) and fault.params.image in _container_images(objs[key]):
+            errors.append(
+                ScenarioError(
+                    f"{base}.params.image",
+                    f"{target} already runs {fault.params.image}; a rollout needs a new image",
+                )
+            )
         if isinstance(fault, RolloutFault) and fault.params.container:
             names = _container_names(objs[key])
             if fault.params.container not in names:
@@ -1129,6 +1136,12 @@ def _duplicate_manifests(scenario: Scenario) -> list[ScenarioError]:
             )
         seen.setdefault(key, f"spec.manifests[{i}]")
     return errors
+
+
+def _container_images(obj: dict[str, Any]) -> list[str]:
+    spec = obj.get("spec") or {}
+    template = (spec.get("template") or {}).get("spec") or {}
+    return [str(c.get("image", "")) for c in template.get("containers") or []]
 
 
 def _container_names(obj: dict[str, Any]) -> list[str]:

@@ -387,3 +387,19 @@ def test_a_traffic_spike_target_must_be_the_entry_service() -> None:
         )
         == []
     )
+
+
+def test_a_rollout_needs_a_new_image() -> None:
+    text = _edit(
+        BILLING,
+        """      type: scale
+      target: {kind: Deployment, namespace: pay, name: postgres}
+      params: {replicas: 0}""",
+        """      type: rollout
+      target: {kind: Deployment, namespace: pay, name: postgres}
+      params: {image: "postgres:16", behavior: crash-on-start}""",
+    )
+    assert _messages(text) == [
+        "spec.faults[0].params.image: Deployment pay/postgres already runs postgres:16; "
+        "a rollout needs a new image"
+    ]
