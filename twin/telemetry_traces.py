@@ -77,6 +77,8 @@ class TraceSummary:
     error: bool
     #: (parent service, child service) -> calls.
     edges: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: (service, tag key, tag value as text) of every span: prunes tag searches.
+    facts: frozenset[tuple[str, str, str]] = frozenset()
 
 
 @dataclass
@@ -88,8 +90,9 @@ class _Span:
     start_us: int
     duration_us: int
     kind: str
-    tags: list[Obj]
-    logs: list[Obj]
+    tags: list[tuple[str, Any]]
+    #: (timestamp us, error message) of the span's error events.
+    logs: list[tuple[int, str]]
 
 
 class TraceStore:
@@ -164,18 +167,22 @@ class TraceStore:
         if cached is not None:
             self._cache.move_to_end(trace_id)
             return cached
-        trace, summary = _build(seed)
+        spans, summary = _build(seed)
         self.summaries[trace_id] = summary
+        trace = _jaeger(seed, spans)
         self._cache[trace_id] = trace
         if len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)
         return trace
 
     def summary(self, trace_id: str) -> TraceSummary | None:
+        """What a search needs to know of a trace (kept for every stored trace)."""
         got = self.summaries.get(trace_id)
-        if got is None and trace_id in self.by_id:
-            self.get(trace_id)
-            got = self.summaries.get(trace_id)
+        if got is None:
+            seed = self.by_id.get(trace_id)
+            if seed is None:
+                return None
+            got = self.summaries[trace_id] = _build(seed)[1]
         return got
 
     def services(self) -> list[str]:
@@ -213,6 +220,8 @@ class TraceStore:
             if min_duration_us is not None and summary.duration_us < min_duration_us:
                 continue
             if max_duration_us is not None and summary.duration_us > max_duration_us:
+                continue
+            if tags and not _may_match(summary, service, tags):
                 continue
             trace = self.get(seed.trace_id)
             if trace is None:
@@ -273,7 +282,11 @@ def _lognormal(rng: random.Random, mean: float) -> float:
     return mean * math.exp(SIGMA * rng.gauss(0.0, 1.0) - SIGMA * SIGMA / 2)
 
 
-def _tag(key: str, value: Any) -> Obj:
+def _tag(key: str, value: Any) -> tuple[str, Any]:
+    return (key, value)
+
+
+def _jaeger_tag(key: str, value: Any) -> Obj:
     if isinstance(value, bool):
         return {"key": key, "type": "bool", "value": value}
     if isinstance(value, int):
@@ -452,7 +465,9 @@ class _Builder:
         )
         return dur, failed, msg
 
-    def _server_tags(self, proc: Proc, op: str, failed: bool, code: str, detail: str) -> list[Obj]:
+    def _server_tags(
+        self, proc: Proc, op: str, failed: bool, code: str, detail: str
+    ) -> list[tuple[str, Any]]:
         tags = [_tag("span.kind", "server")]
         if proc.profile.protocol == "grpc":
             service, _, method = op.rpartition("/")
@@ -479,7 +494,7 @@ class _Builder:
 
     def _client_tags(
         self, caller: Proc, call: Call, route: Route, leg: Leg, failed: bool
-    ) -> list[Obj]:
+    ) -> list[tuple[str, Any]]:
         tags = [_tag("span.kind", "client"), _tag("net.peer.name", route.host)]
         if route.port:
             tags.append(_tag("net.peer.port", route.port))
@@ -500,11 +515,8 @@ class _Builder:
             tags += [_tag("error", True), _tag("otel.status_code", "ERROR")]
         return tags
 
-    def _error_log(self, at: float, message: str) -> Obj:
-        return {
-            "timestamp": _us(at),
-            "fields": [_tag("event", "error"), _tag("message", message)],
-        }
+    def _error_log(self, at: float, message: str) -> tuple[int, str]:
+        return (_us(at), message)
 
 
 def _pick_op(rng: random.Random, proc: Proc) -> str:
@@ -534,38 +546,65 @@ def _dur(ms: float) -> int:
     return max(1, round(ms * 1000))
 
 
-def _build(seed: TraceSeed) -> tuple[Obj, TraceSummary]:
+def _build(seed: TraceSeed) -> tuple[list[_Span], TraceSummary]:
+    """The trace's spans (in start order) and its summary, from its seed alone."""
     b = _Builder(seed)
     origin = seed.start_us / 1000.0
     b.server(seed.proc, seed.op, origin, "", 0)
-    processes: dict[int, str] = {}
-    process_objs: dict[str, Obj] = {}
-    spans: list[Obj] = []
+    spans = sorted(b.spans, key=lambda s: (s.start_us, s.kind != "server"))
     services: set[str] = set()
     operations: set[tuple[str, str]] = set()
+    facts: set[tuple[str, str, str]] = set()
     error = False
+    start = min((s.start_us for s in spans), default=seed.start_us)
     end = seed.start_us
-    for s in sorted(b.spans, key=lambda s: (s.start_us, s.kind != "server")):
+    for s in spans:
+        app = s.proc.app
+        services.add(app)
+        operations.add((app, s.operation))
+        for key, value in s.tags:
+            facts.add((app, key, _text(value)))
+            if key == "error":
+                error = True
+        end = max(end, s.start_us + s.duration_us)
+    summary = TraceSummary(
+        trace_id=seed.trace_id,
+        start_us=start,
+        duration_us=end - start,
+        services=frozenset(services),
+        operations=frozenset(operations),
+        error=error,
+        edges=dict(b.edges),
+        facts=frozenset(facts),
+    )
+    return spans, summary
+
+
+def _text(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _jaeger(seed: TraceSeed, spans: list[_Span]) -> Obj:
+    """The trace in Jaeger's JSON shape."""
+    processes: dict[int, str] = {}
+    process_objs: dict[str, Obj] = {}
+    out: list[Obj] = []
+    for s in spans:
         pid = processes.get(id(s.proc))
         if pid is None:
             pid = processes[id(s.proc)] = f"p{len(processes) + 1}"
+            language = _LANGUAGE.get(s.proc.profile.log_style, "unknown")
             process_objs[pid] = {
                 "serviceName": s.proc.app,
                 "tags": [
-                    _tag("hostname", s.proc.pod),
-                    _tag("ip", s.proc.ip),
-                    _tag("k8s.namespace.name", s.proc.namespace),
-                    _tag("k8s.pod.name", s.proc.pod),
-                    _tag(
-                        "telemetry.sdk.language", _LANGUAGE.get(s.proc.profile.log_style, "unknown")
-                    ),
+                    _jaeger_tag("hostname", s.proc.pod),
+                    _jaeger_tag("ip", s.proc.ip),
+                    _jaeger_tag("k8s.namespace.name", s.proc.namespace),
+                    _jaeger_tag("k8s.pod.name", s.proc.pod),
+                    _jaeger_tag("telemetry.sdk.language", language),
                 ],
             }
-        services.add(s.proc.app)
-        operations.add((s.proc.app, s.operation))
-        error = error or any(t["key"] == "error" for t in s.tags)
-        end = max(end, s.start_us + s.duration_us)
-        spans.append(
+        out.append(
             {
                 "traceID": seed.trace_id,
                 "spanID": s.span_id,
@@ -578,24 +617,29 @@ def _build(seed: TraceSeed) -> tuple[Obj, TraceSummary]:
                 ),
                 "startTime": s.start_us,
                 "duration": s.duration_us,
-                "tags": s.tags,
-                "logs": s.logs,
+                "tags": [_jaeger_tag(k, v) for k, v in s.tags],
+                "logs": [
+                    {
+                        "timestamp": at,
+                        "fields": [_jaeger_tag("event", "error"), _jaeger_tag("message", msg)],
+                    }
+                    for at, msg in s.logs
+                ],
                 "processID": pid,
                 "warnings": None,
             }
         )
-    start = min((s["startTime"] for s in spans), default=seed.start_us)
-    trace = {"traceID": seed.trace_id, "spans": spans, "processes": process_objs, "warnings": None}
-    summary = TraceSummary(
-        trace_id=seed.trace_id,
-        start_us=start,
-        duration_us=end - start,
-        services=frozenset(services),
-        operations=frozenset(operations),
-        error=error,
-        edges=dict(b.edges),
+    return {"traceID": seed.trace_id, "spans": out, "processes": process_objs, "warnings": None}
+
+
+def _may_match(summary: TraceSummary, service: str | None, tags: dict[str, str]) -> bool:
+    """Whether some span of the trace (of `service`, if given) could carry all `tags`."""
+    apps = [service] if service else sorted(summary.services)
+    facts = summary.facts
+    return any(
+        all((app, k, v) in facts or (app, k, v.lower()) in facts for k, v in tags.items())
+        for app in apps
     )
-    return trace, summary
 
 
 def _matches(trace: Obj, service: str | None, operation: str | None, tags: dict[str, str]) -> bool:
