@@ -471,3 +471,17 @@ def test_hpa_behavior_is_completed_when_given(cluster: Cluster) -> None:
         {"type": "Percent", "value": 100, "periodSeconds": 15},
     ]
     assert behavior["scaleUp"]["stabilizationWindowSeconds"] == 0
+
+
+def test_update_without_status_keeps_the_stored_status(cluster: Cluster) -> None:
+    create(cluster, deployment(replicas=1))
+    cluster.advance(2)
+    stored = live(cluster, "Deployment", "web")["status"]
+    assert stored["conditions"]
+    rt = cluster.rt("Deployment")
+    body = cluster.store.get(rt, NS, "web")
+    del body["status"]
+    body["metadata"].setdefault("labels", {})["team"] = "shop"
+    replaced = cluster.replace(rt, body)
+    assert replaced["status"] == stored
+    assert replaced["metadata"]["labels"] == {"team": "shop"}

@@ -255,3 +255,21 @@ def test_not_ready_node_without_taint_yet_is_avoided(cluster: Cluster) -> None:
         "1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }, "
         "2 node(s) were unschedulable."
     )
+
+
+def test_scheduling_gates_hold_the_pod(cluster: Cluster) -> None:
+    create(cluster, pod("gated", schedulingGates=[{"name": "example.com/wait"}]))
+    cluster.advance(2)
+    p = live(cluster, "Pod", "gated")
+    assert "nodeName" not in p["spec"]
+    cond = scheduled_condition(p)
+    assert (cond["status"], cond["reason"], cond["message"]) == (
+        "False",
+        "SchedulingGated",
+        "Scheduling is blocked due to non-empty scheduling gates",
+    )
+    assert events(cluster, reason="FailedScheduling") == []
+    p["spec"]["schedulingGates"] = []
+    cluster.store.commit(cluster.rt("Pod"), p)
+    cluster.advance(1)
+    assert live(cluster, "Pod", "gated")["spec"]["nodeName"]

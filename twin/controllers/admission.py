@@ -13,6 +13,7 @@ template labels, immutable selector).
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 from typing import TYPE_CHECKING, Any
 
@@ -110,6 +111,8 @@ def generate_name(cluster: Cluster, rt: ResourceType, obj: Obj, operation: str) 
 def defaulting(cluster: Cluster, rt: ResourceType, obj: Obj, operation: str) -> None:
     """SetDefaults_* for the kinds the twin serves, plus the mutating plugins for Pods."""
     kind, group = rt.kind, rt.group
+    if operation == "UPDATE" and "status" not in obj:
+        keep_status(cluster, rt, obj)
     if group == "" and kind == "Pod":
         default_pod(obj)
         if operation == "CREATE":
@@ -133,6 +136,15 @@ def defaulting(cluster: Cluster, rt: ResourceType, obj: Obj, operation: str) -> 
         status = obj.setdefault("status", {})
         for name in ("disruptionsAllowed", "currentHealthy", "desiredHealthy", "expectedPods"):
             status.setdefault(name, 0)
+
+
+def keep_status(cluster: Cluster, rt: ResourceType, obj: Obj) -> None:
+    """An update that sends no status keeps the stored one, as the registry's strategies do."""
+    meta = obj.get("metadata") or {}
+    namespace = (meta.get("namespace") or "default") if rt.namespaced else ""
+    current = cluster.store.find(rt, namespace, str(meta.get("name", "")))
+    if current is not None and "status" in current:
+        obj["status"] = copy.deepcopy(current["status"])
 
 
 def default_pod_spec(spec: Obj) -> None:

@@ -430,6 +430,10 @@ class Scheduler:
         ]
         self.active.clear()
         pods = [p for p in pods if needs_scheduling(p)]
+        gated = [p for p in pods if (p.get("spec") or {}).get("schedulingGates")]
+        for pod in gated:
+            self.gate(cluster, pod)
+        pods = [p for p in pods if not (p.get("spec") or {}).get("schedulingGates")]
         if not pods:
             return
         pods.sort(
@@ -517,6 +521,26 @@ class Scheduler:
             component=COMPONENT,
             action="Binding",
         )
+
+    def gate(self, cluster: Cluster, pod: Obj) -> None:
+        """A pod with scheduling gates waits, PodScheduled=False/SchedulingGated, and no event."""
+        status = pod.setdefault("status", {})
+        current = get_condition(status, "PodScheduled")
+        if current is not None and current.get("reason") == "SchedulingGated":
+            return
+        status["conditions"] = [
+            *[c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"],
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "lastProbeTime": None,
+                "lastTransitionTime": now_str(cluster),
+                "reason": "SchedulingGated",
+                "message": "Scheduling is blocked due to non-empty scheduling gates",
+            },
+        ]
+        cluster.store.commit(self.pod_rt, pod)
+        self.active.pop(key_of(pod), None)
 
     def fail(self, cluster: Cluster, pod: Obj, message: str) -> None:
         status = pod.setdefault("status", {})
