@@ -117,5 +117,7 @@ class TruthReplay:
                 ep.category = (truth.category.system_level, truth.category.fault_type)
         if truth.expect == "nothing" or round_ >= len(truth.accepted_actions):
             return
+        if round_ > 0 and ep.twin.oracle_report().recovered_now:
+            return  # the fix is working; the oracle is only waiting out its `for`
         for action in rule_actions(ep, truth.accepted_actions[round_], dns):
             ep.act(action)
