@@ -258,7 +258,10 @@ class DeploymentController:
                         for r in rs["metadata"].get("ownerReferences") or []
                         if r.get("uid") != uid
                     ]
-                    rs["metadata"]["ownerReferences"] = refs
+                    if refs:
+                        rs["metadata"]["ownerReferences"] = refs
+                    else:
+                        rs["metadata"].pop("ownerReferences", None)
                     cluster.store.commit(self.rs_rt, rs)
             elif ref is None and matches:
                 rs["metadata"].setdefault("ownerReferences", []).append(owner_reference(d))

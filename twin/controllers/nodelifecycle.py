@@ -145,7 +145,7 @@ class NodeLifecycleController:
                     and (now - parse_rfc3339(str(created))).total_seconds() > GRACE_PERIOD
                 )
                 if stale:
-                    self._never_posted(cluster, node)
+                    self._mark_unknown(cluster, node)
             else:
                 beat = ready.get("lastHeartbeatTime")
                 age = (now - parse_rfc3339(str(beat))).total_seconds() if beat else GRACE_PERIOD + 1
@@ -195,9 +195,6 @@ class NodeLifecycleController:
                 changed = True
         if changed:
             cluster.store.commit(self.node_rt, node)
-
-    def _never_posted(self, cluster: Cluster, node: Obj) -> None:
-        self._mark_unknown(cluster, node)
 
     def _restore(self, cluster: Cluster, node: Obj, beat: str) -> None:
         """The kubelet posts again: what it reports for a healthy node replaces the Unknowns."""
