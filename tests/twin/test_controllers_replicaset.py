@@ -182,3 +182,15 @@ def test_orphan_pod_is_adopted(cluster: Cluster) -> None:
     stray = live(cluster, "Pod", "stray")
     assert stray["metadata"]["ownerReferences"][0]["uid"] == rs["metadata"]["uid"]
     assert len(pods(cluster)) == 2
+
+
+def test_no_failed_create_events_in_a_terminating_namespace(cluster: Cluster) -> None:
+    namespace = live(cluster, "Namespace", NS, namespace="")
+    namespace["status"]["phase"] = "Terminating"
+    cluster.store.commit(cluster.rt("Namespace"), namespace)
+    cluster.store.create(cluster.rt("ReplicaSet"), replica_set(replicas=2))
+    cluster.advance(3)
+    assert pods(cluster) == []
+    assert messages(cluster, "FailedCreate") == []
+    status = live(cluster, "ReplicaSet", "rs")["status"]
+    assert "conditions" not in status

@@ -28,6 +28,8 @@ from twin.store import Obj
 if TYPE_CHECKING:
     from twin.cluster import Cluster
 
+#: The StatusCause type of a create refused because the namespace is going away.
+NAMESPACE_TERMINATING = "NamespaceTerminating"
 #: DefaultTolerationSeconds: --default-not-ready-toleration-seconds / unreachable.
 DEFAULT_TOLERATION_SECONDS = 300
 TAINT_NOT_READY = "node.kubernetes.io/not-ready"
@@ -76,11 +78,24 @@ def namespace_lifecycle(cluster: Cluster, rt: ResourceType, obj: Obj, operation:
         or (ns.get("status") or {}).get("phase") == "Terminating"
     )
     if terminating and rt.kind != "Event":
-        raise errors.forbidden(
+        refused = errors.forbidden(
             rt.plural,
             meta.get("name", ""),
             f"unable to create new content in namespace {namespace} because it is being terminated",
         )
+        refused.details["causes"] = [
+            {
+                "type": NAMESPACE_TERMINATING,
+                "message": f"namespace {namespace} is being terminated",
+                "field": "metadata.namespace",
+            }
+        ]
+        raise refused
+
+
+def namespace_terminating(exc: errors.ApiError) -> bool:
+    """apierrors.HasStatusCause(err, NamespaceTerminatingCause)."""
+    return any(c.get("type") == NAMESPACE_TERMINATING for c in exc.details.get("causes") or [])
 
 
 def generate_name(cluster: Cluster, rt: ResourceType, obj: Obj, operation: str) -> None:

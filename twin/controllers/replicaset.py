@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from twin.clock import parse_rfc3339
+from twin.controllers.admission import namespace_terminating
 from twin.controllers.base import (
     Index,
     Key,
@@ -250,6 +251,9 @@ class ReplicaSetController:
                 try:
                     created = cluster.create(pod_rt, pod_from_template(rs, template))
                 except ApiError as exc:
+                    if namespace_terminating(exc):
+                        # Every create would fail; the namespace controller is removing it all.
+                        continue
                     first_error = first_error or exc
                     cluster.recorder.event(
                         rs,
