@@ -519,16 +519,12 @@ class Telemetry:
         for p in traffic.procs:
             if not p.rates:
                 continue
-            for ci, call in enumerate(p.calls):
+            for ci in range(len(p.calls)):
                 a = p.attempts[ci] if ci < len(p.attempts) else None
                 route = p.routes[ci] if ci < len(p.routes) else None
                 if a is None or route is None:
                     continue
-                factor = cluster.traffic.service_factors.get((route.namespace, route.service), 1.0)
-                rate = sum(
-                    r for op, r in p.rates.items() if not call.operations or op in call.operations
-                )
-                count = rate * call.per_request * factor
+                count = p.call_rates[ci] if ci < len(p.call_rates) else 0.0
                 if count > 0:
                     self._record_call(p, route, a, count)
         self._plan_hists = [tuple(v) for v in self._inc_hists.values()]

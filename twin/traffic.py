@@ -261,11 +261,20 @@ class Traffic:
             p.routes = routes
             p.attempts = [None] * len(p.calls)
         order = self._order(entries)
-        self._rates(cluster, entries, order)
-        self._load(cluster, procs, self._node_cpu(cluster))
-        for p in reversed(order):
-            for op in p.rates:
-                p.outcomes[op] = self._outcome(cluster, p, op)
+        nodes = self._node_cpu(cluster)
+        reach: dict[tuple[int, str, int], float] | None = None
+        # Twice: a request that fails at a hard dependency makes none of its later
+        # calls, so the second pass routes only the requests that get that far.
+        for _ in range(2):
+            self._rates(cluster, entries, order, reach)
+            self._load(cluster, procs, nodes)
+            for p in order:
+                p.outcomes = {}
+                p.attempts = [None] * len(p.calls)
+            for p in reversed(order):
+                for op in p.rates:
+                    p.outcomes[op] = self._outcome(cluster, p, op)
+            reach = self._reach(order)
         for entry in entries:
             entry.attempt = self._attempt(cluster, entry.source, entry.call, entry.route)
         return procs, entries
@@ -457,8 +466,22 @@ class Traffic:
         order.reverse()
         return order
 
-    def _rates(self, cluster: Cluster, entries: list[Entry], order: list[Proc]) -> None:
+    def _rates(
+        self,
+        cluster: Cluster,
+        entries: list[Entry],
+        order: list[Proc],
+        reach: dict[tuple[int, str, int], float] | None = None,
+    ) -> None:
+        """Requests per second of every process and call, from the entry down.
+
+        `reach`: (process, operation, call index) -> the fraction of requests that
+        get as far as that call (a failed hard dependency ends the request).
+        """
         factors = cluster.traffic.service_factors
+        for p in order:
+            p.rates = {}
+            p.call_rates = [0.0] * len(p.calls)
         for entry in entries:
             for leg in entry.route.legs:
                 if leg.kind == "ok" and leg.proc is not None:
@@ -473,14 +496,34 @@ class Traffic:
                     if call.operations and op not in call.operations:
                         continue
                     route = p.routes[ci]
-                    if route is None or route.service in p.auth_deps:
+                    if route is None:
                         continue
                     rc = r * call.per_request * factors.get((route.namespace, route.service), 1.0)
+                    if reach is not None:
+                        rc *= reach.get((id(p), op, ci), 1.0)
+                    p.call_rates[ci] += rc
+                    if route.service in p.auth_deps:
+                        continue
                     for leg in route.legs:
                         if leg.kind == "ok" and leg.proc is not None:
                             for cop, w in self._callee_ops(call, leg.proc):
                                 rates = leg.proc.rates
                                 rates[cop] = rates.get(cop, 0.0) + rc * leg.share * w
+
+    def _reach(self, order: list[Proc]) -> dict[tuple[int, str, int], float]:
+        """How far requests get through each process's calls, in the order it makes them."""
+        out: dict[tuple[int, str, int], float] = {}
+        for p in order:
+            for op in p.rates:
+                survive = 1.0 - p.own_fail
+                for ci, call in enumerate(p.calls):
+                    if call.operations and op not in call.operations:
+                        continue
+                    out[(id(p), op, ci)] = survive
+                    a = p.attempts[ci]
+                    if a is not None and not call.soft:
+                        survive *= 1.0 - _any(a.fail, call.per_request)
+        return out
 
     # -- resources --------------------------------------------------------------------------
 

@@ -83,6 +83,8 @@ class Proc:
     calls: tuple[Call, ...] = ()
     #: Computed by the traffic model, frozen after the period.
     rates: dict[str, float] = field(default_factory=dict)
+    #: Requests per second of each call (by index), the requests that get that far only.
+    call_rates: list[float] = field(default_factory=list)
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     routes: list[Route | None] = field(default_factory=list)
     attempts: list[Attempt | None] = field(default_factory=list)

