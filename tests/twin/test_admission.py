@@ -485,3 +485,13 @@ def test_update_without_status_keeps_the_stored_status(cluster: Cluster) -> None
     replaced = cluster.replace(rt, body)
     assert replaced["status"] == stored
     assert replaced["metadata"]["labels"] == {"team": "shop"}
+
+
+def test_grpc_probe_service_defaults_to_empty_string() -> None:
+    """kubectl describe reads probe.grpc.service; the API server defaults it to ""."""
+    from twin.controllers.admission import default_probe
+
+    probe: dict[str, object] = {"grpc": {"port": 7070}}
+    default_probe(probe)
+    assert probe["grpc"] == {"port": 7070, "service": ""}
+    assert probe["periodSeconds"] == 10

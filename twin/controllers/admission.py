@@ -208,6 +208,10 @@ def default_probe(probe: Obj) -> None:
     if isinstance(http, dict):
         http.setdefault("path", "/")
         http.setdefault("scheme", "HTTP")
+    grpc = probe.get("grpc")
+    if isinstance(grpc, dict):
+        # SetDefaults_GRPCAction: kubectl describe dereferences it and panics without it.
+        grpc.setdefault("service", "")
 
 
 def image_tag(image: str) -> str:
