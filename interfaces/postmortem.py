@@ -28,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from state import (
     DependencyFindings,
@@ -38,7 +38,9 @@ from state import (
     Hypothesis,
     IncidentReport,
     ObjectRef,
+    format_validation_error,
 )
+from tools.redact import redact
 
 SCHEMA_VERSION: Literal["1"] = "1"
 Format = Literal["md", "json", "html"]
@@ -246,6 +248,10 @@ def postmortem_schema() -> dict[str, Any]:
 # -- building it -----------------------------------------------------------------------
 
 
+class PostmortemError(Exception):
+    """The transcript cannot be read or is not one; the message names the file."""
+
+
 def load_report(path: Path) -> IncidentReport:
     """A transcript.json (or the incident directory holding one) as an IncidentReport."""
     if path.is_dir():
@@ -253,8 +259,25 @@ def load_report(path: Path) -> IncidentReport:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise FileNotFoundError(f"no transcript at {path}: {exc.strerror or exc}") from exc
-    return IncidentReport.model_validate_json(text)
+        raise PostmortemError(f"no transcript at {path}: {exc.strerror or exc}") from exc
+    try:
+        return IncidentReport.model_validate_json(text)
+    except ValidationError as exc:
+        raise PostmortemError(
+            f"{path} is not an incident transcript: {format_validation_error(exc)}"
+        ) from exc
+
+
+def _redacted(value: Any) -> Any:
+    """Every string with secrets masked (tools.redact): a transcript should hold none, and a
+    post-mortem, which travels further, must not be where that fails."""
+    if isinstance(value, str):
+        return redact(value)[0]
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    return value
 
 
 def _seconds(a: datetime | None, b: datetime | None) -> float | None:
@@ -711,7 +734,12 @@ def _shortest_path(adjacency: dict[str, list[str]], start: str, goal: str) -> li
 
 
 def build_postmortem(report: IncidentReport) -> Postmortem:
-    """The post-mortem of one incident, from its transcript alone."""
+    """The post-mortem of one incident, from its transcript alone, secrets masked."""
+    pm = _build(report)
+    return Postmortem.model_validate(_redacted(pm.model_dump(mode="json")))
+
+
+def _build(report: IncidentReport) -> Postmortem:
     inc = report.incident
     ranked = _ranked(report)
     top = ranked[0] if ranked else None

@@ -12,6 +12,7 @@ import pytest
 
 from interfaces.postmortem import (
     Postmortem,
+    PostmortemError,
     build_postmortem,
     load_report,
     postmortem_schema,
@@ -208,7 +209,7 @@ def test_write_all_formats_next_to_the_transcript(tmp_path: Path) -> None:
 
 
 def test_a_missing_transcript_is_named(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match=r"no transcript at .*nope/transcript\.json"):
+    with pytest.raises(PostmortemError, match=r"no transcript at .*nope/transcript\.json"):
         load_report(tmp_path / "nope" / "transcript.json")
 
 
@@ -223,3 +224,25 @@ def test_an_unfinished_incident_still_has_a_post_mortem() -> None:
     assert "Proposed but not carried out: scale" in pm.resolution.description
     assert pm.action_items[0].type == "mitigate"
     assert pm.action_items[0].priority == "P1"
+
+
+def test_secrets_in_a_transcript_are_masked_in_every_format() -> None:
+    state = cascade_state("inc-secret")
+    token = (
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0."
+        "dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
+    )
+    state.evidence[3] = state.evidence[3].model_copy(
+        update={"summary": f"connect redis://:hunter2@redis-cart:6379 failed, bearer {token}"}
+    )
+    pm = build_postmortem(IncidentReport.from_state(state))
+    for text in (render_markdown(pm), render_json(pm), render_html(pm)):
+        assert "hunter2" not in text
+        assert token not in text
+
+
+def test_a_file_that_is_not_a_transcript_is_named(tmp_path: Path) -> None:
+    bad = tmp_path / "transcript.json"
+    bad.write_text('{"incident": 3}')
+    with pytest.raises(PostmortemError, match=r"transcript\.json is not an incident transcript"):
+        load_report(tmp_path)
