@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
@@ -12,6 +13,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+
+#: How far before the wall clock served time starts (before the warm-up).
+SERVE_CLOCK_LEAD = timedelta(minutes=2)
 
 twin_app = typer.Typer(help="The twin: a simulated cluster served over the Kubernetes API.")
 
@@ -40,8 +44,14 @@ def serve(
     from twin.scenario import ScenarioInvalid, default_scenario
 
     source = scenario if scenario is not None else default_scenario("shop")
+    # Served time starts a little before the wall clock (the warm-up runs first), so the
+    # ages kubectl computes on its side (describe, events) read as on a live cluster. At
+    # speeds above 1x simulated time overtakes the wall clock after a while.
+    clock_start = datetime.now(UTC) - SERVE_CLOCK_LEAD
     try:
-        twin = Twin.start(source, port=port, speed=speed, kubeconfig=kubeconfig)
+        twin = Twin.start(
+            source, port=port, speed=speed, kubeconfig=kubeconfig, clock_start=clock_start
+        )
     except ScenarioInvalid as exc:
         for err in exc.errors:
             typer.echo(_format_error(str(exc.source), err), err=True)
