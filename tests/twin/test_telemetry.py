@@ -610,3 +610,74 @@ def test_load_from_outside_the_mesh_has_an_unknown_source() -> None:
         ("unknown", "destination")
     }
     assert cluster.telemetry.service_window("shop", "frontend", 20)[0] == pytest.approx(40.0)
+
+
+def test_kube_state_metrics_follow_the_objects() -> None:
+    cluster, _traffic = shop_world(seed=16)
+    cluster.create(
+        cluster.rt("HorizontalPodAutoscaler"),
+        {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "frontend", "namespace": "shop"},
+            "spec": {
+                "scaleTargetRef": {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "name": "frontend",
+                },
+                "minReplicas": 1,
+                "maxReplicas": 5,
+            },
+            "status": {"currentReplicas": 2, "desiredReplicas": 3},
+        },
+    )
+    (pod,) = pods_of(cluster, "cartservice")
+    live = cluster.store.find(cluster.rt("Pod"), "shop", pod["metadata"]["name"])
+    assert live is not None
+    live["status"]["containerStatuses"][0].update(
+        restartCount=4,
+        ready=False,
+        state={"waiting": {"reason": "CrashLoopBackOff"}},
+        lastState={"terminated": {"reason": "Error", "exitCode": 1}},
+    )
+    live["status"]["conditions"] = [{"type": "Ready", "status": "False"}]
+    cluster.store.commit(cluster.rt("Pod"), live)
+    cluster.advance(20)
+    text = cluster.telemetry.exposition(cluster)
+    name = pod["metadata"]["name"]
+    ((_l, current),) = metric_lines(
+        text,
+        "kube_horizontalpodautoscaler_status_current_replicas",
+        horizontalpodautoscaler="frontend",
+    )
+    ((_l, maximum),) = metric_lines(
+        text, "kube_horizontalpodautoscaler_spec_max_replicas", horizontalpodautoscaler="frontend"
+    )
+    assert (current, maximum) == (2, 5)
+    ((_l, waiting),) = metric_lines(
+        text, "kube_pod_container_status_waiting_reason", pod=name, reason="CrashLoopBackOff"
+    )
+    assert waiting == 1
+    assert metric_lines(
+        text, "kube_pod_container_status_last_terminated_reason", pod=name, reason="Error"
+    )
+    ((_l, restarts),) = metric_lines(text, "kube_pod_container_status_restarts_total", pod=name)
+    assert restarts == 4
+    ready = {
+        lab["condition"]: v for lab, v in metric_lines(text, "kube_pod_status_ready", pod=name)
+    }
+    assert ready == {"true": 0.0, "false": 1.0, "unknown": 0.0}
+    # The object changes again: the series follow at the next scrape.
+    live["status"]["containerStatuses"][0]["state"] = {"running": {}}
+    cluster.store.commit(cluster.rt("Pod"), live)
+    cluster.advance(15)
+    query = f'kube_pod_container_status_waiting_reason{{pod="{name}"}}'
+    data = cluster.telemetry
+    matched = [
+        s
+        for (n, lab), s in data.series.items()
+        if n == "kube_pod_container_status_waiting_reason" and ("pod", name) in lab
+    ]
+    assert matched
+    assert data.value_at(matched[0], data.now()) is None, query
