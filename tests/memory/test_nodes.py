@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from agents.learner import build_record, derive_outcome, learner
-from agents.recall import recall
+from agents.recall import advice, rank_actions, recall, recall_by_evidence
 from memory.base import IncidentRecord, MemoryStoreError
 from memory.inprocess import InProcessMemory
 from state import ActionStats, Incident, IncidentReport, IncidentState, Recall
@@ -151,3 +151,62 @@ async def test_memory_failure_is_reported_not_raised(tmp_path: Path) -> None:
     # The record is kept in the transcript, so nothing learned is lost for good.
     assert errors[0].data["record"]["incident_id"] == "inc-x"
     assert (tmp_path / "incidents" / "inc-x" / "transcript.json").exists()
+
+
+def _recall_with(*stats: ActionStats) -> Recall:
+    return Recall(stats=list(stats), store="test")
+
+
+def test_advice_prefers_what_worked_and_avoids_what_failed() -> None:
+    recall_ = _recall_with(
+        ActionStats(cause_kind="oom", action="restart", successes=0, failures=3),
+        ActionStats(
+            cause_kind="oom", action="set_resources", successes=4, mean_time_to_recover_s=90
+        ),
+        ActionStats(cause_kind="crash_loop", action="rollback", successes=5),
+    )
+    adv = advice(recall_, "oom")
+    assert adv.preferred == ["set_resources"]
+    assert adv.avoid == ["restart"]
+    assert adv.scores == {"restart": 0.2, "set_resources": 0.833}
+    assert "prefer set_resources (for oom, set_resources worked 4 of 4 times" in adv.reasoning
+    assert "avoid restart" in adv.reasoning
+    # Memory only reorders what the planner's rules allow.
+    assert rank_actions(["restart", "escalate", "set_resources"], recall_, "oom") == [
+        "set_resources",
+        "escalate",
+        "restart",
+    ]
+    assert rank_actions(["restart", "escalate"], None, "oom") == ["restart", "escalate"]
+    assert advice(None, "oom").reasoning == "memory: nothing recalled"
+    assert advice(recall_, "hang").reasoning == "memory: no record of how actions fared for hang"
+
+
+def test_one_failure_is_not_enough_to_avoid_an_action() -> None:
+    recall_ = _recall_with(ActionStats(cause_kind="oom", action="restart", failures=1))
+    assert advice(recall_, "oom").avoid == []
+
+
+async def test_recall_by_evidence_finds_the_same_failure_under_another_alert(
+    tmp_path: Path,
+) -> None:
+    store = InProcessMemory()
+    await _finish(oom_state("inc-1", workload="cartservice"), store, tmp_path)
+    # Another alert name and service, the same symptoms in the evidence.
+    state = oom_state("inc-2", workload="emailservice")
+    assert state.incident is not None
+    assert state.incident.alert is not None
+    alert = state.incident.alert.model_copy(
+        update={"labels": {"alertname": "KubeContainerOOMKilled", "namespace": "shop"}}
+    )
+    state.incident = state.incident.model_copy(update={"alert": alert})
+    ctx = runtime(store, tmp_path).context
+    found, line = await recall_by_evidence(state, ctx)
+    assert [p.incident_id for p in found.similar] == ["inc-1"]
+    assert found.similar[0].similarity > 0.5
+    assert line.kind == "memory"
+    assert "by evidence" in line.summary
+
+    broken, err = await recall_by_evidence(state, runtime(_BrokenStore(), tmp_path).context)
+    assert broken.similar == []
+    assert err.kind == "error"
