@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from twin.behavior import BehaviorProfile, Call, Operation
-from twin.quantity import parse_cpu
+from twin.quantity import parse_cpu, parse_quantity
 from twin.runtime import Effect
 from twin.traffic_errors import FailureKind, client_error, default_code
 from twin.traffic_logs import plain_line, render
@@ -557,7 +557,7 @@ class Traffic:
                 p.load = 1.0
             p.demand = prof.cpu * max(IDLE_CPU, p.load) if p.serving else prof.cpu * 0.5
             p.hog = sum(
-                float(e.params.get("cores") or 0.0) for e in p.effects if e.kind == "cpu-hog"
+                _number(e.params.get("cores"), 0.0) for e in p.effects if e.kind == "cpu-hog"
             )
             limit = _cpu_limit(cluster, p)
             p.cpu_cap = limit if limit else nodes.get(p.node, DEFAULT_NODE_CPU)
@@ -592,11 +592,11 @@ class Traffic:
             memory = steady * (1 / 3 + 2 / 3 * (1.0 - math.exp(-age / MEMORY_WARMUP)))
             for e in p.effects:
                 if e.kind == "memory-leak":
-                    rate = float(e.params.get("bytes_per_second") or e.params.get("rate") or 0.0)
+                    rate = _number(e.params.get("bytes_per_second") or e.params.get("rate"), 0.0)
                     leaked = rate * max(0.0, now - max(started, e.started))
                     plateau = e.params.get("plateau")
                     if plateau is not None:
-                        leaked = min(leaked, float(plateau))
+                        leaked = min(leaked, _number(plateau, leaked))
                     memory += leaked
             memory *= 1.0 + 0.004 * rng.gauss(0.0, 1.0)
             crt.memory = max(memory, 0.0)
@@ -988,7 +988,7 @@ class Traffic:
             if e.kind != "noise":
                 continue
             text = str(e.params.get("log") or "")
-            rate = float(e.params.get("rate") or 1.0)
+            rate = _number(e.params.get("rate"), 1.0)
             if not text:
                 continue
             n = min(NOISE_CAP, _round(rng, rate * (now - start)))
@@ -1273,6 +1273,26 @@ def _operation(profile: BehaviorProfile, name: str) -> Operation | None:
     return None
 
 
+_PER = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+
+
+def _number(value: Any, default: float) -> float:
+    """An effect parameter as a number: 0.5, "0.5", "500m", "40Mi", or a rate "40Mi/min"."""
+    if value is None or isinstance(value, bool):
+        return default
+    if isinstance(value, int | float):
+        return float(value)
+    text = str(value).strip()
+    per = 1.0
+    if "/" in text:
+        text, _, unit = text.partition("/")
+        per = _PER.get(unit.strip(), 1.0)
+    try:
+        return parse_quantity(text.strip()) / per
+    except ValueError:
+        return default
+
+
 def _apply_effects(proc: Proc, effects: list[Effect]) -> None:
     auth: set[str] = set()
     for e in effects:
@@ -1280,11 +1300,11 @@ def _apply_effects(proc: Proc, effects: list[Effect]) -> None:
         if e.kind == "hang":
             proc.hang = True
         elif e.kind == "error-rate":
-            proc.own_fail = min(1.0, proc.own_fail + float(params.get("rate") or 0.0))
+            proc.own_fail = min(1.0, proc.own_fail + _number(params.get("rate"), 0.0))
             if params.get("log"):
                 proc.own_log = str(params["log"])
         elif e.kind == "latency":
-            ms = float(params.get("ms") or 0.0)
+            ms = _number(params.get("ms"), 0.0)
             target = params.get("to")
             if target:
                 proc.extra_to[str(target)] = proc.extra_to.get(str(target), 0.0) + ms

@@ -612,3 +612,14 @@ def test_failed_requests_make_no_later_calls(shop: Cluster) -> None:
     assert after == pytest.approx(40 * 17 / 23, rel=0.01)
     assert after < 0.4 * before
     assert one(shop, "redis-cart").rps == 0.0
+
+
+def test_effect_parameters_as_quantities(shop: Cluster) -> None:
+    """Parameters written as a scenario would (strings, quantities, rates) are understood."""
+    cart = next(iter(one(shop, "cartservice").containers.values()))
+    steady = cart.memory
+    effect(shop, "memory-leak", "cartservice", rate="60Mi/min")
+    effect(shop, "latency", "productcatalogservice", ms="25")
+    shop.advance(30)
+    assert cart.memory - steady == pytest.approx(25 * 2**20, rel=0.25)
+    assert one(shop, "productcatalogservice").latency_ms == pytest.approx(25.6, abs=1)
