@@ -1319,7 +1319,10 @@ def _listen_port(ports: list[Obj], env: dict[str, str], profile: BehaviorProfile
     """The port the process listens on: first containerPort, else PORT, else the profile's."""
     for p in ports:
         if p.get("containerPort"):
-            return int(p["containerPort"])
+            try:
+                return int(p["containerPort"])
+            except (TypeError, ValueError):
+                continue
     value = env.get("PORT", "")
     if value.isdigit():
         return int(value)

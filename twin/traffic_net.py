@@ -284,8 +284,8 @@ class Network:
                 if want == port_name:
                     return True
                 continue
-            low = int(want)
-            high = int(p.get("endPort") or low)
+            low = _int(want)
+            high = _int(p.get("endPort") or low)
             if low <= port <= high:
                 return True
         return False
@@ -423,7 +423,7 @@ class Network:
             return backends[0].profile.protocol
         if hint is not None:
             return hint
-        number = int((port or {}).get("port") or 0)
+        number = _int((port or {}).get("port"))
         return WELL_KNOWN_PORTS.get(number, "http")
 
     def resolve(
@@ -460,7 +460,7 @@ class Network:
         if port is None:
             return ports[0] if ports else None
         for p in ports:
-            if int(p.get("port") or 0) == port:
+            if _int(p.get("port")) == port:
                 return dict(p)
         return None
 
@@ -482,7 +482,7 @@ class Network:
             ext = str(spec.get("externalName", ""))
             return Route(host, port, name, ns, "http", [Leg(1.0, "external", None, ext, name, ns)])
         svc_port = self._service_port(svc, port)
-        number = port if port is not None else int((svc_port or {}).get("port") or 0)
+        number = port if port is not None else _int((svc_port or {}).get("port"))
         ip = self.cluster_ip(svc)
         address = f"{ip}:{number}"
         if svc_port is None:
@@ -509,7 +509,7 @@ class Network:
         if rule is None:
             return self._route_service(caller, src_ip, host, port, parent, split=False)
         route_ns, refs = rule
-        weighted = [(max(0.0, float(r.get("weight", 1))), r) for r in refs]
+        weighted = [(float(max(0, _int(r.get("weight", 1)))), r) for r in refs]
         total = sum(w for w, _ in weighted)
         legs: list[Leg] = []
         protocol: Protocol = "http"
@@ -543,7 +543,7 @@ class Network:
                 )
                 continue
             sub = self._route_service(
-                caller, src_ip, host, int(ref.get("port") or port), backend, split=False
+                caller, src_ip, host, _int(ref.get("port")) or port, backend, split=False
             )
             protocol = sub.protocol
             for leg in sub.legs:
@@ -577,7 +577,7 @@ class Network:
                         (
                             str(addr.get("ip", "")),
                             uid,
-                            int(match.get("port") or 0),
+                            _int(match.get("port")),
                             str(addr.get("nodeName", "")),
                         )
                     )
@@ -661,6 +661,14 @@ class Network:
         return legs, backends
 
 
+def _int(value: Any) -> int:
+    """A port or count from an object field; 0 when it is missing or not a number."""
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
 def _ephemeral(ip: str, host: str) -> int:
     return 32768 + zlib.crc32(f"{ip}/{host}".encode()) % 28000
 
@@ -672,7 +680,7 @@ def _target_number(target: Any, ports: list[Obj]) -> int | None:
         return int(target)
     for p in ports:
         if p.get("name") == target:
-            return int(p.get("containerPort") or 0)
+            return _int(p.get("containerPort"))
     return None
 
 
@@ -685,7 +693,7 @@ def _pick_rule(routes: list[Obj], port: int, parent: str) -> tuple[str, list[Obj
         ports_ok = any(
             p.get("kind") == "Service"
             and p.get("name") == parent
-            and (p.get("port") is None or int(p.get("port")) == port)
+            and (p.get("port") is None or _int(p.get("port")) == port)
             for p in spec.get("parentRefs") or []
         )
         if not ports_ok:
