@@ -69,23 +69,45 @@ def derive_outcome(state: IncidentState) -> Outcome:
     return "recommended"
 
 
-def _verification_after(
-    action: ExecutedAction, verifications: list[Verification]
-) -> Verification | None:
-    later = [v for v in verifications if v.at >= action.at]
-    return min(later, key=lambda v: v.at) if later else None
+def _window(executed: ExecutedAction, state: IncidentState) -> tuple[list[Verification], bool]:
+    """The verifier's readings that judge one action, and whether a later plan followed.
+
+    Actions of one plan revision are judged together: by the readings from the first of
+    them until the next revision's first action (a re-plan says the earlier one did not
+    recover the service in time).
+    """
+    starts: dict[int, datetime] = {}
+    for e in state.executed:
+        if e.status != "undone":
+            starts[e.plan_revision] = min(e.at, starts.get(e.plan_revision, e.at))
+    begin = starts.get(executed.plan_revision, executed.at)
+    later = [t for rev, t in starts.items() if rev > executed.plan_revision and t >= begin]
+    end = min(later) if later else None
+    readings = [
+        v
+        for v in sorted(state.verifications, key=lambda v: v.at)
+        if v.at >= begin and (end is None or v.at < end)
+    ]
+    return readings, end is not None
 
 
 def action_outcomes(state: IncidentState) -> list[ActionOutcome]:
-    """Each executed action with whether the first verification after it saw recovery."""
+    """Each executed action with whether the verifier saw recovery before any re-plan.
+
+    An undo (status "undone") is the inverse of an earlier action: it is listed, but the
+    failure is the original action's (its reading said "worse").
+    """
     outcomes = []
     for executed in state.executed:
         act = executed.action
-        check = _verification_after(executed, state.verifications)
-        recovered = (
-            executed.status == "applied" and check is not None and check.status == "recovered"
+        readings, replanned = _window(executed, state)
+        recovered_at = next((v.at for v in readings if v.status == "recovered"), None)
+        recovered = executed.status == "applied" and recovered_at is not None
+        ttr = (
+            max(0.0, (recovered_at - executed.at).total_seconds())
+            if recovered and recovered_at is not None
+            else None
         )
-        ttr = (check.at - executed.at).total_seconds() if recovered and check else None
         params = {} if act.action == "escalate" else act.params.model_dump(exclude_none=True)
         outcomes.append(
             ActionOutcome(
@@ -93,7 +115,7 @@ def action_outcomes(state: IncidentState) -> list[ActionOutcome]:
                 target=str(act.target),
                 status=executed.status,
                 recovered=recovered,
-                verified=check is not None,
+                verified=bool(readings) or replanned,
                 time_to_recover_s=ttr,
                 params=params,
                 at=executed.at,

@@ -43,8 +43,10 @@ class ActionOutcome(BaseModel):
     def counts(self) -> bool:
         """Whether this outcome says how well the action works: it was tried on the cluster
         (a skipped, denied or escalated action says nothing) and, if applied, verified."""
-        if self.status in ("failed", "dry_run_failed", "undone"):
+        if self.status in ("failed", "dry_run_failed"):
             return True
+        # "undone" is the inverse of an earlier action, run because that one made things
+        # worse: the earlier action carries the failure.
         return self.status == "applied" and self.verified
 
 

@@ -13,7 +13,7 @@ from agents.learner import build_record, derive_outcome, learner
 from agents.recall import advice, rank_actions, recall, recall_by_evidence
 from memory.base import IncidentRecord, MemoryStoreError
 from memory.inprocess import InProcessMemory
-from state import ActionStats, Incident, IncidentReport, IncidentState, Recall
+from state import ActionStats, Incident, IncidentReport, IncidentState, Recall, Verification
 from tests.memory.factory import T0, FixedClock, incident, oom_state, runtime
 
 pytestmark = pytest.mark.anyio
@@ -210,3 +210,52 @@ async def test_recall_by_evidence_finds_the_same_failure_under_another_alert(
     broken, err = await recall_by_evidence(state, runtime(_BrokenStore(), tmp_path).context)
     assert broken.similar == []
     assert err.kind == "error"
+
+
+def _replanned_state() -> IncidentState:
+    """A restart that did not help (not yet), then a raised limit that did."""
+    state = oom_state("inc-replan", action="restart", recovered=False)
+    restart = state.executed[0]
+    fix = oom_state("x").executed[0]  # set_resources
+    t1 = restart.at + timedelta(minutes=3)
+    state.executed = [
+        restart,
+        fix.model_copy(update={"at": t1, "plan_revision": 1, "action_index": 0}),
+    ]
+    state.verifications = [
+        *state.verifications,
+        Verification(status="recovered", window_s=120, at=t1 + timedelta(seconds=150)),
+    ]
+    state.mitigated_at = t1 + timedelta(seconds=150)
+    return state
+
+
+def test_a_replan_makes_the_first_action_a_failure_and_the_second_a_success(
+    tmp_path: Path,
+) -> None:
+    record = build_record(
+        _replanned_state(), outcome="recovered", closed_at=T0, incident_dir=tmp_path
+    )
+    first, second = record.actions
+    assert (first.action, first.recovered, first.counts) == ("restart", False, True)
+    assert (second.action, second.recovered, second.time_to_recover_s) == (
+        "set_resources",
+        True,
+        150.0,
+    )
+
+
+def test_an_undo_counts_against_the_original_action_only(tmp_path: Path) -> None:
+    state = oom_state("inc-undo", action="restart", recovered=False)
+    original = state.executed[0]
+    state.verifications = [
+        Verification(status="worse", window_s=60, at=original.at + timedelta(seconds=60))
+    ]
+    state.executed = [
+        original,
+        original.model_copy(update={"status": "undone", "at": original.at + timedelta(seconds=61)}),
+    ]
+    record = build_record(state, outcome="not_recovered", closed_at=T0, incident_dir=tmp_path)
+    kept, undo = record.actions
+    assert (kept.status, kept.recovered, kept.counts) == ("applied", False, True)
+    assert (undo.status, undo.counts) == ("undone", False)
