@@ -17,6 +17,7 @@ import pytest
 from agents.context import AgentContext
 from agents.gate_context import gather_gate_context
 from memory.base import ActionOutcome, IncidentRecord
+from memory.inprocess import InProcessMemory
 from policies.gate import evaluate
 from policies.limits import PolicyLimits
 from settings import Settings
@@ -32,7 +33,7 @@ from state import (
     Plan,
     TokenUsage,
 )
-from tests.graph.support.context import ListMemory, twin_context
+from tests.graph.support.context import twin_context
 from tests.safety.builders import act
 from tools.executor import execute
 from twin.harness import Twin
@@ -206,28 +207,27 @@ def test_a_node_is_judged_with_the_others(ctx: AgentContext) -> None:
 def test_what_kubemedic_did_counts_against_the_limits(twin: Twin) -> None:
     now = twin.cluster.clock.now()
     pod = cart_pod(twin)
-    memory = ListMemory()
-    memory.records.append(
-        IncidentRecord(
-            incident_id="inc-earlier",
-            actions=[
-                ActionOutcome(
-                    action="restart",
-                    target="Deployment/shop/cartservice",
-                    status="applied",
-                    recovered=False,
-                ),
-                ActionOutcome(
-                    action="restart",
-                    target="Deployment/shop/frontend",
-                    status="applied",
-                    recovered=True,
-                ),
-            ],
-            opened_at=now - timedelta(minutes=30),
-            closed_at=now - timedelta(minutes=20),
-        )
+    memory = InProcessMemory()
+    record = IncidentRecord(
+        incident_id="inc-earlier",
+        actions=[
+            ActionOutcome(
+                action="restart",
+                target="Deployment/shop/cartservice",
+                status="applied",
+                recovered=False,
+            ),
+            ActionOutcome(
+                action="restart",
+                target="Deployment/shop/frontend",
+                status="applied",
+                recovered=True,
+            ),
+        ],
+        opened_at=now - timedelta(minutes=30),
+        closed_at=now - timedelta(minutes=20),
     )
+    asyncio.run(memory.record(record))
     mine = [
         ExecutedAction(
             action_index=0,
