@@ -1,0 +1,1554 @@
+"""The planner: ranked root-cause hypotheses, and a plan of typed actions for the top ones.
+
+It re-runs the localization over all the evidence (the log analyst's and the
+dependency tracer's), decides each candidate's cause kind from its evidence
+(general rules: an OOM kill, an image that cannot be pulled, a revision that
+changed right before the onset, a saturated CPU under more traffic or not, a
+Service that selects nothing...), gives it a confidence and an AIOpsLab
+category, and plans from the cause kind with preconditions checked against
+the evidence:
+
+- roll back only when the workload's revision changed right before the onset;
+- raise a memory limit only for an OOM kill, to a value derived from the peak;
+- fix a Service's targetPort only to a port its pods declare, its selector only
+  to labels a workload carries;
+- scale up a workload scaled to zero to the replicas it had;
+- restart only a process that is up but not serving (or holds stale credentials);
+- delete the pods stuck on a NotReady node one at a time;
+- shift traffic off a failing canary backend;
+- raise an HPA's max when it is pinned under saturation;
+- do nothing when the signals are healthy, and escalate when the fix is
+  outside the action set. The least invasive action comes first.
+
+It is re-entered after the safety critic asks for a revision (drop what it
+objects to, or take the next, less invasive option) and after a failed
+verification (fresh evidence, never the same action again, the next option
+or hypothesis). Past outcomes from memory (`state.recall`) steer the choice
+between options, and the reasoning says so.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from langgraph.runtime import Runtime
+from pydantic import ValidationError
+
+from agents import signals as sg
+from agents.context import AgentContext
+from agents.dependency_tracer import is_anomaly, localize
+from agents.signals import Graph, Scope
+from agents.transcript import entry
+from policies.limits import PolicyLimits
+from state import (
+    Action,
+    ActionStats,
+    Candidate,
+    Evidence,
+    Hypothesis,
+    IncidentState,
+    ObjectRef,
+    Plan,
+    TokenUsage,
+    TranscriptEntry,
+    format_bytes,
+    format_validation_error,
+    parse_action,
+    parse_quantity,
+)
+
+NODE = "planner"
+
+#: A revision created up to this long after the first anomaly still "precedes" it (the
+#: rollout itself produces the first failures within moments).
+ROLLOUT_SLACK = timedelta(minutes=2)
+#: How far back before the onset a revision change still counts as the change that broke it.
+ROLLOUT_WINDOW = timedelta(minutes=60)
+#: A new memory limit is the peak times this, rounded up to MEMORY_STEP.
+MEMORY_HEADROOM = 1.5
+MEMORY_STEP = 64 * 2**20
+#: ... and never more than this multiple of the old limit in one step.
+MEMORY_MAX_FACTOR = 4.0
+#: Target CPU utilisation when sizing a scale-out.
+TARGET_UTILISATION = 0.6
+#: Hypotheses at or above this confidence are acted on; below, they are only reported.
+ACT_CONFIDENCE = 0.5
+#: Candidates below this score are not worth a hypothesis.
+MIN_CANDIDATE = 0.15
+
+
+# -- the node -------------------------------------------------------------------------------------
+
+
+async def planner(state: IncidentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    """Rank root-cause hypotheses and plan typed actions (or none, or an escalation)."""
+    ctx = runtime.context
+    now = sg.now_utc(ctx)
+    transcript: list[TranscriptEntry] = []
+    fresh: list[Evidence] = []
+    if _after_failed_verification(state):
+        fresh = await refresh_evidence(state, ctx)
+        transcript.append(
+            entry(
+                ctx,
+                NODE,
+                "observation",
+                f"re-read the cluster after verification said {state.verifications[-1].status}: "
+                f"{len(fresh)} new evidence items",
+            )
+        )
+    evidence = [*state.evidence, *fresh]
+    diagnosis = diagnose(state, evidence, now)
+    plan = make_plan(state, diagnosis, ctx.limits)
+    tokens: TokenUsage | None = None
+    if ctx.model_enabled:
+        plan, extra, tokens = await with_model(ctx, state, diagnosis, plan, evidence)
+        transcript += extra
+    ctx.say(NODE, plan.reasoning.split("\n", 1)[0])
+    for h in plan.hypotheses[:3]:
+        transcript.append(
+            entry(
+                ctx,
+                NODE,
+                "hypothesis",
+                f"{h.id} ({h.confidence:.2f}) {h.root_cause} [{h.cause_kind}; "
+                f"{h.category.system_level} / {h.category.fault_type}]: {h.statement}",
+                hypothesis=h.id,
+                evidence_ids=h.evidence_ids,
+            )
+        )
+    transcript.append(
+        entry(
+            ctx,
+            NODE,
+            "proposal",
+            f"plan revision {plan.revision}: "
+            + (
+                "; ".join(f"{a.action} {a.target}" for a in plan.actions)
+                if plan.actions
+                else "no action"
+            ),
+            actions=[a.model_dump(mode="json") for a in plan.actions],
+            reasoning=plan.reasoning,
+            rejected=plan.rejected,
+        )
+    )
+    update: dict[str, Any] = {"plan": plan, "transcript": transcript}
+    if fresh:
+        update["evidence"] = fresh
+    if diagnosis.detected:
+        update["detected_at"] = state.detected_at or now
+        if plan.hypotheses:
+            update["localized_at"] = state.localized_at or now
+    elif state.detected_at is None:
+        update["detected_at"] = None
+    if tokens is not None:
+        update["tokens"] = tokens
+    return update
+
+
+def _after_failed_verification(state: IncidentState) -> bool:
+    return bool(state.verifications) and state.verifications[-1].status in ("not_yet", "worse")
+
+
+async def refresh_evidence(state: IncidentState, ctx: AgentContext) -> list[Evidence]:
+    """Re-read the cluster with both specialists' procedures (after an action did not work)."""
+    from agents.dependency_tracer import trace
+    from agents.log_analyst import analyse
+
+    traced = await trace(state, ctx)
+    interim = IncidentState(
+        input=state.input, incident=state.incident, evidence=[*state.evidence, *traced.evidence]
+    )
+    analysed = await analyse(interim, ctx)
+    return [*traced.evidence, *analysed.evidence]
+
+
+# -- diagnosis ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What an action does, before it is tied to a hypothesis and its evidence."""
+
+    target: ObjectRef
+    params: dict[str, Any]
+    effect: str
+    verification: str
+
+
+def _spec(target: ObjectRef, params: dict[str, Any], effect: str, verification: str) -> Spec:
+    return Spec(target, params, effect, verification)
+
+
+@dataclass
+class Option:
+    """One way to act on a hypothesis, least invasive first."""
+
+    action: str
+    spec: Spec
+    note: str = ""
+
+    def build(self, hypothesis_id: str, evidence_ids: list[str]) -> dict[str, Any]:
+        return _action(
+            self.action,
+            self.spec.target,
+            hypothesis_id,
+            evidence_ids,
+            self.spec.params,
+            self.spec.effect,
+            self.spec.verification,
+        )
+
+
+@dataclass
+class Assessment:
+    """A candidate judged: its cause kind, confidence, and the ways to fix it."""
+
+    hypothesis: Hypothesis
+    options: list[Option] = field(default_factory=list)
+    #: Other objects that share the blame (a network path's two ends, a Secret).
+    also: list[ObjectRef] = field(default_factory=list)
+    #: Why no write fixes it (then the plan escalates).
+    escalate_reason: str = ""
+
+
+@dataclass
+class Diagnosis:
+    assessments: list[Assessment]
+    detected: bool
+    #: Why the cluster counts as healthy, when it does.
+    healthy_reason: str = ""
+    candidates: list[Candidate] = field(default_factory=list)
+    evidence: list[Evidence] = field(default_factory=list)
+    graph: Graph = field(default_factory=Graph)
+
+
+def scope_of(state: IncidentState) -> Scope:
+    """The scope as the specialists saw it (no tool calls: namespaces from their evidence)."""
+    problems: list[str] = []
+    namespaces: list[str] = []
+    incident = state.incident
+    if incident is not None and incident.namespace:
+        namespaces.append(incident.namespace)
+    for ev in state.evidence:
+        if ev.subject.namespace and ev.subject.namespace not in namespaces:
+            namespaces.append(ev.subject.namespace)
+    del problems
+    labels = dict(incident.alert.labels) if incident and incident.alert else {}
+    annotations = dict(incident.alert.annotations) if incident and incident.alert else {}
+    default_ns = namespaces[0] if namespaces else ""
+    services = tuple(
+        sg.ref("Service", default_ns, labels[k])
+        for k in sg.SERVICE_LABELS
+        if labels.get(k) and sg.is_dns_label(labels[k])
+    )
+    workloads = tuple(
+        sg.ref(kind or "Deployment", default_ns, labels[k])
+        for k, kind in sg.WORKLOAD_LABELS.items()
+        if labels.get(k) and sg.is_dns_name(labels[k])
+    )
+    if incident is not None and incident.workload is not None:
+        workloads = (incident.workload, *workloads)
+    return Scope(
+        namespaces=tuple(namespaces),
+        workloads=workloads,
+        services=services,
+        alert_kind=sg.alert_kind_of(labels, annotations),
+        alert_start=incident.alert.starts_at if incident and incident.alert else None,
+    )
+
+
+def graph_of(state: IncidentState) -> Graph:
+    g = Graph()
+    findings = state.dependency_findings
+    if findings is None:
+        return g
+    for node in findings.nodes:
+        g.nodes[node.key] = node
+    for edge in findings.edges:
+        g.add(edge.source.key, edge.target.key, edge.via)
+    return g
+
+
+def diagnose(state: IncidentState, evidence: Sequence[Evidence], now: datetime) -> Diagnosis:
+    """Hypotheses from all the evidence, best first, and whether there is a fault at all."""
+    scope = scope_of(state)
+    graph = graph_of(state)
+    current = _current_evidence(evidence)
+    candidates = localize(current, graph, scope)
+    groups = sg.by_subject(current)
+    ctx = _Ctx(groups=groups, graph=graph, scope=scope, now=now, evidence=current)
+    assessments: list[Assessment] = []
+    for c in candidates[:8]:
+        if c.score < MIN_CANDIDATE:
+            continue
+        a = assess(c, ctx)
+        if a is not None:
+            assessments.append(a)
+    assessments = _merge(assessments)
+    assessments.sort(key=lambda a: (-a.hypothesis.confidence, a.hypothesis.root_cause.key))
+    assessments = _with_accomplices(assessments)
+    for i, a in enumerate(assessments, start=1):
+        a.hypothesis = a.hypothesis.model_copy(update={"id": f"h{i}"})
+    detected = any(a.hypothesis.confidence >= ACT_CONFIDENCE for a in assessments)
+    healthy = ""
+    if not detected:
+        stopped = [e for e in evidence if e.signal in ("errors_stopped", "recovered_anomaly")]
+        healthy = (
+            "the signals are back within their baselines: "
+            + "; ".join(sg.clip(e.summary, 160) for e in stopped[:3])
+            if stopped
+            else "no component in scope is anomalous: every signal is within its own baseline"
+        )
+    return Diagnosis(assessments, detected, healthy, candidates, list(current), graph)
+
+
+def _current_evidence(evidence: Sequence[Evidence]) -> list[Evidence]:
+    """The evidence with failures that already ended taken down to history: a service whose
+    failing requests stopped (its traces or its logs say so) is no longer anomalous because
+    its last minute's error ratio still shows them."""
+    stopped = {e.subject.key for e in evidence if e.signal == "errors_stopped"}
+    recovering: set[str] = set()
+    for key in stopped:
+        evs = [e for e in evidence if e.subject.key == key]
+        # Only symptoms fade this way; a crash, a missing object, a saturated CPU do not.
+        hard = [
+            e
+            for e in evs
+            if e.signal in sg.INTRINSIC_SIGNALS
+            and e.signal not in ("trace_origin", "log_silence")
+            and e.severity >= 0.45
+        ]
+        if not hard:
+            recovering.add(key)
+    if not recovering:
+        return list(evidence)
+    out = []
+    for e in evidence:
+        if e.subject.key in recovering and e.signal in (
+            "error_ratio",
+            "trace_origin",
+            "dependency_error",
+            "latency",
+            "edge_latency",
+        ):
+            out.append(e.model_copy(update={"severity": min(e.severity, 0.3)}))
+        else:
+            out.append(e)
+    return out
+
+
+@dataclass
+class _Ctx:
+    groups: Mapping[str, list[Evidence]]
+    graph: Graph
+    scope: Scope
+    now: datetime
+    evidence: Sequence[Evidence]
+
+    def of(self, key: str, *signals: str) -> list[Evidence]:
+        evs = self.groups.get(key, [])
+        return [e for e in evs if not signals or e.signal in signals]
+
+    def related(self, subject: ObjectRef, *signals: str) -> list[Evidence]:
+        """Evidence on the subject, the Services that front it, and (for a Service) what
+        serves it."""
+        keys = {subject.key} | self.graph.services_of(subject.key)
+        if subject.kind == "Service":
+            keys |= self.graph.backs.get(subject.key, set())
+        out: list[Evidence] = []
+        for k in keys:
+            out += self.of(k, *signals)
+        return out
+
+
+def _first(evs: Iterable[Evidence]) -> Evidence | None:
+    return max(evs, key=lambda e: e.severity, default=None)
+
+
+def _ids(*groups: Iterable[Evidence]) -> list[str]:
+    out: list[str] = []
+    for g in groups:
+        for e in g:
+            if e.id not in out:
+                out.append(e.id)
+    return out
+
+
+def assess(c: Candidate, x: _Ctx) -> Assessment | None:
+    """Decide a candidate's cause kind, confidence and fix options from its evidence."""
+    s = c.subject
+    key = s.key
+    evs = x.of(key)
+    has = {e.signal for e in evs if e.severity >= 0.4 or e.signal in sg.CONTEXT_SIGNALS}
+    base = c.score
+    support = [e for e in evs if e.severity >= 0.3]
+
+    def hyp(
+        kind: str, conf: float, statement: str, ids: list[str], root: ObjectRef = s
+    ) -> Hypothesis:
+        if c.explained_by:
+            conf = min(conf, c.score + 0.1)
+        return Hypothesis(
+            id="h",
+            root_cause=root,
+            cause_kind=kind,
+            category=sg.category_for(kind),
+            confidence=round(max(0.0, min(0.99, conf)), 3),
+            statement=statement,
+            evidence_ids=ids[:12],
+        )
+
+    conf = min(0.97, base + 0.05 * min(3, len({e.source for e in support}) - 1))
+    if s.kind == "Node":
+        ev = _first(x.of(key, "node_not_ready"))
+        if ev is None:
+            return None
+        return node_failure(
+            c,
+            ev,
+            x,
+            hyp(
+                "node_failure",
+                max(conf, 0.85),
+                f"node {s.name} is NotReady; its pods stop serving until they are replaced "
+                "elsewhere",
+                _ids([ev], support),
+            ),
+        )
+    if s.kind == "Service":
+        return assess_service(c, x, evs, has, conf, hyp)
+    if s.kind == "HTTPRoute":
+        ev = _first(x.of(key, "canary_failing"))
+        if ev is None:
+            return None
+        weights = dict(ev.data.get("weights") or {})
+        failing = list(ev.data.get("failing") or [])
+        new = {b: (0 if b in failing else max(1, w)) for b, w in weights.items()}
+        return Assessment(
+            hyp(
+                "bad_canary",
+                max(conf, 0.8),
+                f"HTTPRoute {s.namespace}/{s.name} sends traffic to failing backend(s) "
+                f"{', '.join(failing)}",
+                _ids([ev], support),
+            ),
+            options=[
+                Option(
+                    "shift_traffic",
+                    _spec(
+                        s,
+                        {"rule_index": int(ev.data.get("rule_index") or 0), "weights": new},
+                        f"no traffic reaches {', '.join(failing)}; the route's errors stop",
+                        f"the route's backends {', '.join(failing)} get 0% and the parent "
+                        "Service's error ratio returns to baseline",
+                    ),
+                )
+            ],
+        )
+    if s.kind == "NetworkPolicy":
+        ev = _first(x.of(key, "network_policy_blocks"))
+        if ev is None:
+            return None
+        return Assessment(
+            hyp(
+                "network_policy",
+                max(conf, 0.75),
+                f"NetworkPolicy {s.namespace}/{s.name} blocks the callers of "
+                f"{ev.data.get('selects')}",
+                _ids([ev], support),
+            ),
+            escalate_reason="changing or deleting a NetworkPolicy is outside the action set",
+        )
+    if s.kind == "ResourceQuota":
+        ev = _first(x.of(key, "quota_exhausted"))
+        if ev is None:
+            return None
+        return Assessment(
+            hyp(
+                "quota_exhausted",
+                max(conf, 0.7),
+                f"ResourceQuota {s.namespace}/{s.name} is exhausted; new pods are refused",
+                _ids([ev], support),
+            ),
+            escalate_reason="raising a ResourceQuota is outside the action set",
+        )
+    if s.kind == "HorizontalPodAutoscaler":
+        ev = _first(x.of(key, "hpa_at_max"))
+        if ev is None:
+            return None
+        return hpa_assessment(
+            s,
+            ev,
+            x,
+            hyp(
+                "hpa_at_max",
+                conf,
+                f"HPA {s.namespace}/{s.name} is pinned at its max of {ev.data.get('max_replicas')}",
+                _ids([ev], support),
+            ),
+        )
+    if s.kind in sg.WORKLOAD_KINDS:
+        return assess_workload(c, x, evs, has, conf, hyp)
+    return None
+
+
+# -- Services -------------------------------------------------------------------------------------
+
+
+def assess_service(
+    c: Candidate,
+    x: _Ctx,
+    evs: list[Evidence],
+    has: set[str],
+    conf: float,
+    hyp: Callable[..., Hypothesis],
+) -> Assessment | None:
+    s = c.subject
+    support = [e for e in evs if e.severity >= 0.3]
+    missing = _first(x.of(s.key, "missing_service"))
+    if missing is not None:
+        callers = sorted(
+            {str(cl) for e in x.of(s.key, "missing_service") for cl in e.data.get("callers") or []}
+        )
+        return Assessment(
+            hyp(
+                "missing_service",
+                max(conf, 0.85),
+                f"Service {s.namespace}/{s.name} does not exist, yet "
+                f"{', '.join(callers) or 'its callers'} call it: their requests fail to resolve it",
+                _ids([missing], support),
+            ),
+            escalate_reason="recreating a deleted Service is outside the action set",
+        )
+    sel = _first(x.of(s.key, "selector_mismatch"))
+    if sel is not None:
+        suggestion = sel.data.get("suggestion") or {}
+        h = hyp(
+            "selector_mismatch",
+            max(conf, 0.85),
+            f"Service {s.namespace}/{s.name} selects {sel.data.get('selector')}, which no pod "
+            "carries: it has no endpoints",
+            _ids([sel], support),
+        )
+        if suggestion.get("selector"):
+            new_sel = {str(k): str(v) for k, v in suggestion["selector"].items()}
+            return Assessment(
+                h,
+                options=[
+                    Option(
+                        "patch_service",
+                        _spec(
+                            s,
+                            {"selector": new_sel},
+                            f"the Service selects {suggestion.get('workload')}'s pods again and "
+                            "gets endpoints",
+                            f"Service {s.name} has ready endpoints and its callers' error ratio "
+                            "returns to baseline",
+                        ),
+                        note=f"the labels {new_sel} are carried by {suggestion.get('workload')}",
+                    )
+                ],
+            )
+        return Assessment(h, escalate_reason="no workload carries labels close to the selector")
+    port = _first(x.of(s.key, "target_port_mismatch"))
+    if port is not None:
+        fixes = [f for f in port.data.get("fixes") or [] if f.get("target_port")]
+        h = hyp(
+            "service_port_mismatch",
+            max(conf, 0.85),
+            f"Service {s.namespace}/{s.name} targets a port its pods do not declare",
+            _ids([port], support),
+        )
+        if fixes:
+            ports = [{"port": int(f["port"]), "target_port": int(f["target_port"])} for f in fixes]
+            return Assessment(
+                h,
+                options=[
+                    Option(
+                        "patch_service",
+                        _spec(
+                            s,
+                            {"ports": ports},
+                            "requests reach a port the pods listen on",
+                            f"Service {s.name}'s callers stop failing; endpoints serve",
+                        ),
+                        note="only ports the selected pods declare",
+                    )
+                ],
+            )
+        return Assessment(h, escalate_reason="no declared container port to point the Service at")
+    edge = _first(x.of(s.key, "edge_latency"))
+    if edge is not None:
+        return network_assessment(c, x, edge, conf, hyp)
+    if c.explained_by:
+        return None
+    # No endpoints or failing calls with nothing wrong behind the Service: say what we see.
+    ev = _first(e for e in evs if is_anomaly(e))
+    if ev is None:
+        return None
+    return Assessment(
+        hyp(
+            "dependency_unavailable",
+            min(conf, 0.6),
+            f"Service {s.namespace}/{s.name} fails its callers: {sg.clip(ev.summary, 160)}",
+            _ids([ev], support),
+        ),
+        escalate_reason="nothing behind the Service explains it; a person should look",
+    )
+
+
+# -- workloads ------------------------------------------------------------------------------------
+
+
+def _onset(x: _Ctx, subject: ObjectRef) -> datetime:
+    """When this component's trouble began: its anomalies, and those of what depends on it."""
+    keys = {subject.key} | x.graph.services_of(subject.key) | x.graph.dependents(subject.key)
+    onsets = [
+        e.onset
+        for k in keys
+        for e in x.of(k)
+        if e.onset is not None and is_anomaly(e) and e.signal not in sg.CONTEXT_SIGNALS
+    ]
+    if x.scope.alert_start is not None:
+        onsets.append(x.scope.alert_start)
+    return min(onsets) if onsets else x.now
+
+
+def revision_before_onset(x: _Ctx, subject: ObjectRef) -> Evidence | None:
+    """The workload's revision change, if it came right before the trouble began."""
+    rev = _first(x.of(subject.key, "rollout_changed"))
+    if rev is None or rev.onset is None or not rev.data.get("previous_revision"):
+        return None
+    onset = _onset(x, subject)
+    if onset - ROLLOUT_WINDOW <= rev.onset <= onset + ROLLOUT_SLACK:
+        return rev
+    return None
+
+
+def assess_workload(
+    c: Candidate,
+    x: _Ctx,
+    evs: list[Evidence],
+    has: set[str],
+    conf: float,
+    hyp: Callable[..., Hypothesis],
+) -> Assessment | None:
+    s = c.subject
+    support = [e for e in evs if e.severity >= 0.3]
+    rev = revision_before_onset(x, s)
+    rollback = _rollback_options(s, rev) if rev is not None else []
+    rev_note = (
+        f"; revision {rev.data.get('revision')} "
+        f"({sg.clip(str(rev.data.get('change_cause') or ''), 80)}) "
+        f"was rolled out at {rev.onset:%H:%M:%S}, right before"
+        if rev is not None and rev.onset is not None
+        else ""
+    )
+
+    zero = _first(x.of(s.key, "scaled_to_zero"))
+    if zero is not None and zero.severity >= 0.5:
+        previous = _previous_replicas(x, s)
+        return Assessment(
+            hyp(
+                "scaled_to_zero",
+                max(conf, 0.85),
+                f"{s} is scaled to 0 replicas while "
+                f"{', '.join(zero.data.get('callers') or []) or 'its Services'} depend on it",
+                _ids([zero], support),
+            ),
+            options=[
+                Option(
+                    "scale",
+                    _spec(
+                        s,
+                        {"replicas": previous},
+                        f"{previous} replica(s) of {s.name} run again and its Services get "
+                        "endpoints",
+                        f"{s.name} has {previous}/{previous} ready replicas and its callers' "
+                        "error ratio "
+                        "returns to baseline",
+                    ),
+                    note=f"back to {previous} replica(s), what it ran before",
+                )
+            ],
+        )
+
+    pull = _first(x.of(s.key, "image_pull_error"))
+    if pull is not None:
+        image = pull.data.get("image") or "its image"
+        h = hyp(
+            "image_pull",
+            max(conf, 0.85),
+            f"{s} cannot pull {image}{rev_note}",
+            _ids([pull], (rev and [rev]) or [], support),
+        )
+        if rollback:
+            return Assessment(h, options=rollback)
+        return Assessment(h, escalate_reason=f"no earlier revision ran a pullable image for {s}")
+
+    cfg = [e for e in x.of(s.key, "config_error") if e.severity >= 0.5]
+    crash = _first(x.of(s.key, "crash_loop", "rollout_stuck", "replicas_unavailable"))
+    if cfg and (crash is not None or any(e.data.get("at_start") for e in cfg)):
+        key = next((e.data.get("missing_key") for e in cfg if e.data.get("missing_key")), None)
+        what = f"configuration {key!r}" if key else "its configuration"
+        if rollback:
+            return Assessment(
+                hyp(
+                    "config_error",
+                    max(conf, 0.85),
+                    f"{s}'s new pods exit because {what} is missing{rev_note}",
+                    _ids(cfg, [rev] if rev else [], support),
+                ),
+                options=rollback,
+            )
+        return Assessment(
+            hyp(
+                "missing_config",
+                max(conf, 0.8),
+                f"{s}'s pods cannot start: {what} is missing and no recent revision changed it",
+                _ids(cfg, support),
+            ),
+            escalate_reason=f"adding the missing {what} is outside the action set",
+        )
+
+    oom = _first(x.of(s.key, "oom_killed"))
+    growth = _first(x.of(s.key, "memory_growth"))
+    if oom is not None:
+        if rollback:
+            return Assessment(
+                hyp(
+                    "memory_leak",
+                    max(conf, 0.85),
+                    f"{s} is OOMKilled: its memory grows until the limit{rev_note}",
+                    _ids([oom], [growth] if growth else [], [rev] if rev else [], support),
+                ),
+                options=rollback,
+            )
+        return oom_assessment(c, x, oom, growth, conf, hyp, support)
+
+    auth = _first(x.of(s.key, "auth_error"))
+    if auth is not None and auth.severity >= 0.45:
+        spec = _first(x.of(s.key, "container_spec"))
+        secrets = list((spec.data.get("secrets") if spec else None) or [])
+        dep = auth.data.get("dependency")
+        a = Assessment(
+            hyp(
+                "auth_failure",
+                max(conf, 0.8),
+                f"{s} fails to authenticate"
+                + (f" to {dep}" if dep else "")
+                + (
+                    f"; its credentials come from Secret {', '.join(secrets)}, which may have been "
+                    "rotated after its pods started"
+                    if secrets
+                    else ""
+                ),
+                _ids([auth], support),
+            ),
+            options=[_restart_option(s, "new pods read the current credentials")],
+            also=[sg.ref("Secret", s.namespace, name) for name in secrets[:2]],
+        )
+        return a
+
+    sat = _first(x.of(s.key, "saturation"))
+    if sat is not None:
+        traffic = _first(x.related(s, "traffic_increase"))
+        if traffic is None:
+            # A dependency without its own request metrics (a database): its callers' load.
+            traffic = _first(
+                e
+                for k in x.graph.dependents(s.key)
+                for e in x.related(x.graph.nodes.get(k) or sg.ref_from_key(k), "traffic_increase")
+            )
+        cpu_growth = (sat.data.get("recent") or 0.0) / max(
+            float(sat.data.get("baseline") or 0.0), 0.01
+        )
+        factor = float(traffic.data.get("factor") or 1.0) if traffic else 1.0
+        if traffic is not None and factor >= 1.5 and cpu_growth <= 1.5 * factor:
+            return load_assessment(c, x, sat, traffic, conf, hyp, support)
+        if rollback:
+            return Assessment(
+                hyp(
+                    "bad_rollout",
+                    max(conf, 0.8),
+                    f"{s} burns CPU since a new revision{rev_note}",
+                    _ids([sat], [rev] if rev else [], support),
+                ),
+                options=rollback,
+            )
+        return Assessment(
+            hyp(
+                "cpu_runaway",
+                max(conf, 0.8),
+                f"{s}'s CPU is pinned at its limit without more traffic "
+                f"(x{cpu_growth:.1f} CPU for x{factor:.1f} requests): a runaway process slows "
+                "every request it serves",
+                _ids([sat], support),
+            ),
+            options=[_restart_option(s, "new processes start without the runaway work")],
+        )
+
+    crash_ev = _first(x.of(s.key, "crash_loop"))
+    if crash_ev is not None and crash_ev.severity >= 0.5:
+        if rollback:
+            return Assessment(
+                hyp(
+                    "bad_rollout",
+                    max(conf, 0.85),
+                    f"{s}'s containers keep crashing (exit {crash_ev.data.get('exit_code')})"
+                    f"{rev_note}",
+                    _ids([crash_ev], [rev] if rev else [], support),
+                ),
+                options=rollback,
+            )
+        if not c.explained_by:
+            return Assessment(
+                hyp(
+                    "crash_loop",
+                    conf,
+                    f"{s}'s containers keep crashing (exit {crash_ev.data.get('exit_code')}) "
+                    "and no "
+                    "recent revision or dependency explains it",
+                    _ids([crash_ev], support),
+                ),
+                escalate_reason="a crash loop with no earlier revision to return to needs a fix "
+                "in code or configuration",
+            )
+
+    stuck = _first(x.of(s.key, "pods_on_failed_node"))
+    if stuck is not None and not [
+        e for e in evs if e.signal not in ("pods_on_failed_node",) and is_anomaly(e)
+    ]:
+        node = stuck.data.get("node")
+        if node:
+            nref = sg.ref("Node", None, str(node))
+            nev = _first(x.of(nref.key, "node_not_ready"))
+            if nev is not None:
+                return node_failure(
+                    c,
+                    nev,
+                    x,
+                    hyp(
+                        "node_failure",
+                        max(conf, 0.8),
+                        f"{s}'s pods sit on NotReady node {node}",
+                        _ids([nev, stuck]),
+                        root=nref,
+                    ),
+                )
+
+    edge = _first(x.of(s.key, "edge_latency"))
+    symptoms = [
+        e for e in evs if e.signal in ("error_ratio", "latency", "trace_origin") and is_anomaly(e)
+    ]
+    if edge is not None and not symptoms_inside(x, s):
+        return network_assessment(c, x, edge, conf, hyp)
+
+    if symptoms or has & {"probe_failure", "not_ready", "rollout_stuck", "replicas_unavailable"}:
+        if c.explained_by:
+            return None
+        if rollback:
+            return Assessment(
+                hyp(
+                    "bad_rollout",
+                    max(conf, 0.8),
+                    f"{s} fails requests since a new revision"
+                    f": {sg.clip((_first(symptoms) or evs[0]).summary, 140)}{rev_note}",
+                    _ids(symptoms, [rev] if rev else [], support),
+                ),
+                options=rollback,
+            )
+        if hung(x, s, evs):
+            lat = _first(x.of(s.key, "latency"))
+            return Assessment(
+                hyp(
+                    "hang",
+                    max(conf + 0.1, 0.7),
+                    f"{s}'s pods are up but do not answer: requests time out"
+                    + (f" (p99 {sg.fmt_ms(lat.data.get('recent'))})" if lat else "")
+                    + ", nothing it depends on fails, and it stopped logging",
+                    _ids(symptoms, x.of(s.key, "log_silence", "probe_failure"), support),
+                ),
+                options=[_restart_option(s, "fresh processes serve requests again")],
+            )
+        return Assessment(
+            hyp(
+                "error_rate",
+                conf,
+                f"{s} fails requests itself ({sg.clip((_first(symptoms) or evs[0]).summary, 160)}) "
+                "and no recent revision or dependency explains it",
+                _ids(symptoms, support),
+            ),
+            escalate_reason="errors that originate in the code with no earlier revision to roll "
+            "back to need a person",
+        )
+    return None
+
+
+def symptoms_inside(x: _Ctx, s: ObjectRef) -> bool:
+    """Does the callee itself show trouble (so slow calls to it are its fault, not the path's)?"""
+    for e in x.of(s.key):
+        if e.severity < 0.45:
+            continue
+        if e.signal in ("saturation", "crash_loop", "oom_killed", "not_ready", "log_silence"):
+            return True
+        if e.signal == "trace_origin" and e.data.get("failure") == "slow":
+            return True
+        if e.signal in ("latency", "error_ratio") and e.data.get("service"):
+            # The callee's own (server-side) metrics show it: it is slow, not the network.
+            return True
+    return False
+
+
+def hung(x: _Ctx, s: ObjectRef, evs: Sequence[Evidence]) -> bool:
+    """Up but not serving: requests time out, pods run without crashing, CPU is not the cause."""
+    if x.of(s.key, "crash_loop", "oom_killed", "image_pull_error"):
+        return False
+    lat = _first(x.of(s.key, "latency"))
+    slow = lat is not None and float(lat.data.get("recent") or 0) >= 5 * max(
+        float(lat.data.get("baseline") or 0), 1.0
+    )
+    timeouts = any(e.data.get("failure") == "timeout" for e in evs if is_anomaly(e))
+    quiet = bool(x.of(s.key, "log_silence"))
+    probes = any(e.data.get("failure") == "timeout" for e in x.of(s.key, "probe_failure"))
+    return (slow or timeouts or probes) and (quiet or slow or probes)
+
+
+def _previous_replicas(x: _Ctx, s: ObjectRef) -> int:
+    for e in x.of(s.key, "scaled_to_zero"):
+        n = e.data.get("previous_replicas")
+        if isinstance(n, int) and n > 0:
+            return n
+    return 1
+
+
+def _rollback_options(s: ObjectRef, rev: Evidence) -> list[Option]:
+    to = int(rev.data.get("previous_revision") or 0)
+    if s.kind != "Deployment" or to < 1:
+        return []
+    options = [
+        Option(
+            "rollback",
+            _spec(
+                s,
+                {"to_revision": to},
+                f"{s.name} runs revision {to} again, the one that worked before the change",
+                f"{s.name}'s rollout completes on revision {to}'s template, all replicas ready, "
+                "no new restarts, its error ratio back to baseline",
+            ),
+            note=f"revision {to} ran before the change",
+        )
+    ]
+    changed = dict(rev.data.get("changed_images") or {})
+    for container, image in list(changed.items())[:1]:
+        if image:
+            options.append(
+                Option(
+                    "set_image",
+                    _spec(
+                        s,
+                        {"container": container, "image": image},
+                        f"container {container} runs {image} again",
+                        f"{s.name}'s pods run {image}, ready, with no new restarts",
+                    ),
+                    note=f"the image revision {to} ran",
+                )
+            )
+    return options
+
+
+def _restart_option(s: ObjectRef, why: str) -> Option:
+    return Option(
+        "restart",
+        _spec(
+            s,
+            {},
+            f"{s.name}'s pods are replaced one by one: {why}",
+            f"{s.name} has all replicas ready on new pods and its error ratio and latency are "
+            "back to baseline",
+        ),
+        note="a rolling restart keeps serving while it replaces pods",
+    )
+
+
+def oom_assessment(
+    c: Candidate,
+    x: _Ctx,
+    oom: Evidence,
+    growth: Evidence | None,
+    conf: float,
+    hyp: Callable[..., Hypothesis],
+    support: list[Evidence],
+) -> Assessment:
+    s = c.subject
+    container = str(oom.data.get("container") or "")
+    spec = _first(x.of(s.key, "container_spec"))
+    limits = (
+        ((spec.data.get("containers") or {}).get(container) or {}).get("limits") if spec else None
+    )
+    requests = (
+        ((spec.data.get("containers") or {}).get(container) or {}).get("requests") if spec else None
+    )
+    h = hyp(
+        "oom",
+        max(conf, 0.85),
+        f"{s} container {container} is OOMKilled: it needs more memory than its limit"
+        + (f" of {limits.get('memory')}" if limits and limits.get("memory") else ""),
+        _ids([oom], [growth] if growth else [], support),
+    )
+    old = None
+    try:
+        old = parse_quantity(str(limits.get("memory"))) if limits and limits.get("memory") else None
+    except ValueError:
+        old = None
+    if old is None or not container:
+        return Assessment(h, escalate_reason="the container's memory limit is not known")
+    peak_ratio = float(growth.data.get("peak_ratio") or 1.0) if growth else 1.0
+    peak = max(peak_ratio, 1.0) * old
+    new = max(peak * MEMORY_HEADROOM, old * MEMORY_HEADROOM)
+    new = min(new, old * MEMORY_MAX_FACTOR)
+    new = math.ceil(new / MEMORY_STEP) * MEMORY_STEP
+    new_text = format_bytes(new)
+    params: dict[str, Any] = {"container": container, "limits": {"memory": new_text}}
+    if requests and requests.get("memory"):
+        try:
+            if parse_quantity(str(requests["memory"])) > new:
+                params["requests"] = {"memory": new_text}
+        except ValueError:
+            pass
+    note = (
+        f"peak {format_bytes(peak)} against the limit {format_bytes(old)}: "
+        f"x{MEMORY_HEADROOM} headroom, at most x{MEMORY_MAX_FACTOR:g} the old limit"
+    )
+    return Assessment(
+        h,
+        options=[
+            Option(
+                "set_resources",
+                _spec(
+                    s,
+                    params,
+                    f"container {container} gets {new_text} of memory and stops being OOMKilled",
+                    f"{s.name} has all replicas ready and no new OOMKilled restarts in the window",
+                ),
+                note=note,
+            )
+        ],
+    )
+
+
+def load_assessment(
+    c: Candidate,
+    x: _Ctx,
+    sat: Evidence,
+    traffic: Evidence,
+    conf: float,
+    hyp: Callable[..., Hypothesis],
+    support: list[Evidence],
+) -> Assessment:
+    s = c.subject
+    factor = float(traffic.data.get("factor") or 1.0)
+    replicas = int(sat.data.get("replicas") or 1)
+    baseline_util = max(float(sat.data.get("baseline") or 0.0), 0.05)
+    needed = math.ceil(replicas * baseline_util * factor / TARGET_UTILISATION)
+    needed = max(replicas + 1, needed)
+    h = hyp(
+        "saturation",
+        max(conf, 0.8),
+        f"{s} is saturated: requests grew x{factor:.1f} and its CPU is at its limit with "
+        f"{replicas} replica(s)",
+        _ids([sat, traffic], support),
+    )
+    hpa = next(
+        (e for e in x.evidence if e.signal == "hpa_at_max" and e.data.get("target") == s.key),
+        None,
+    )
+    if hpa is not None:
+        top = max(needed, int(hpa.data.get("max_replicas") or 1) + 1)
+        return hpa_assessment(hpa.subject, hpa, x, h, top)
+    return Assessment(
+        h,
+        options=[
+            Option(
+                "scale",
+                _spec(
+                    s,
+                    {"replicas": needed},
+                    f"{needed} replicas share the load at about "
+                    f"{int(100 * TARGET_UTILISATION)}% CPU",
+                    f"{s.name} has {needed}/{needed} ready replicas and its p99 latency is back "
+                    "to baseline",
+                ),
+                note=f"{replicas} replicas at {100 * baseline_util:.0f}% CPU before a "
+                f"x{factor:.1f} "
+                f"load -> {needed} at {int(100 * TARGET_UTILISATION)}%",
+            )
+        ],
+    )
+
+
+def hpa_assessment(
+    s: ObjectRef, ev: Evidence, x: _Ctx, h: Hypothesis, top: int | None = None
+) -> Assessment:
+    current_max = int(ev.data.get("max_replicas") or 1)
+    new_max = top or max(current_max + 1, math.ceil(current_max * 1.5))
+    return Assessment(
+        h,
+        options=[
+            Option(
+                "set_hpa",
+                _spec(
+                    s,
+                    {"max_replicas": new_max},
+                    f"the autoscaler may add replicas up to {new_max}",
+                    "the HPA is no longer at its max and the workload's latency returns to "
+                    "baseline",
+                ),
+                note=f"max {current_max} -> {new_max}",
+            )
+        ],
+    )
+
+
+def network_assessment(
+    c: Candidate, x: _Ctx, edge: Evidence, conf: float, hyp: Callable[..., Hypothesis]
+) -> Assessment:
+    s = c.subject
+    caller = str(edge.data.get("caller") or "")
+    also = [sg.ref_from_key(caller)] if "/" in caller else []
+    return Assessment(
+        hyp(
+            "network_latency",
+            max(conf, 0.7),
+            f"calls from {caller or 'its callers'} to {s} are slow on the way "
+            f"({edge.data.get('wait_ms', 0):.0f} ms) while {s} itself is healthy: the network "
+            "path between them",
+            _ids([edge]),
+        ),
+        also=also,
+        escalate_reason="no action in the set fixes a slow network path",
+    )
+
+
+def node_failure(c: Candidate, ev: Evidence, x: _Ctx, h: Hypothesis) -> Assessment:
+    node = h.root_cause.name
+    pods = [p for p in ev.data.get("pods") or [] if not p.get("deleting")]
+    # Pods on the alerting path first, one per workload (never two pods of one workload at once).
+    focus = {r.name for r in x.scope.focus}
+    seen: set[str] = set()
+    ordered = []
+    for p in sorted(
+        pods,
+        key=lambda p: (p.get("workload", "").rsplit("/", 1)[-1] not in focus, str(p.get("pod"))),
+    ):
+        w = str(p.get("workload"))
+        if w in seen or w.split("/")[0] not in sg.WORKLOAD_KINDS:
+            continue
+        seen.add(w)
+        ordered.append(p)
+    options: list[Option] = []
+    for p in ordered:
+        target = sg.ref("Pod", str(p.get("namespace")), str(p.get("pod")))
+        options.append(
+            Option(
+                "delete_pod",
+                _spec(
+                    target,
+                    {},
+                    f"{p.get('workload')} gets a replacement pod on a healthy node now instead "
+                    "of after the "
+                    "eviction timeout",
+                    f"{p.get('workload')} has all replicas ready on other nodes",
+                ),
+                note="one pod per workload",
+            )
+        )
+    taints = [str(t) for t in ev.data.get("taints") or []]
+    if not ev.data.get("unschedulable") and not any(
+        "unreachable" in t or "not-ready" in t for t in taints
+    ):
+        nref = sg.ref("Node", None, node)
+        options.append(
+            Option(
+                "cordon",
+                _spec(
+                    nref,
+                    {},
+                    f"no new pod lands on {nref.name}",
+                    f"{nref.name} is unschedulable",
+                ),
+                note="the node carries no NoSchedule taint yet",
+            )
+        )
+    return Assessment(
+        h,
+        options=options,
+        escalate_reason="" if options else f"the pods on {node} are already being replaced",
+    )
+
+
+# -- merging and planning -------------------------------------------------------------------------
+
+
+def _with_accomplices(assessments: list[Assessment]) -> list[Assessment]:
+    """Objects that share a hypothesis's blame (a network path's other end, the Secret behind
+    a failed login) become hypotheses of their own, just below it, with nothing to act on."""
+    out: list[Assessment] = []
+    named = {a.hypothesis.root_cause.key for a in assessments}
+    for a in assessments:
+        out.append(a)
+        for other in a.also:
+            if other.key in named:
+                continue
+            named.add(other.key)
+            h = a.hypothesis
+            out.append(
+                Assessment(
+                    h.model_copy(
+                        update={
+                            "root_cause": other,
+                            "confidence": round(max(0.0, h.confidence - 0.05), 3),
+                            "statement": f"shares the blame with {h.root_cause}: {h.statement}",
+                        }
+                    ),
+                    escalate_reason=a.escalate_reason or "acted on through the main hypothesis",
+                )
+            )
+    return out
+
+
+def _merge(assessments: list[Assessment]) -> list[Assessment]:
+    """One hypothesis per root cause (the most confident)."""
+    best: dict[str, Assessment] = {}
+    for a in assessments:
+        k = a.hypothesis.root_cause.key
+        if k not in best or a.hypothesis.confidence > best[k].hypothesis.confidence:
+            best[k] = a
+    return list(best.values())
+
+
+def _action(
+    name: str,
+    target: ObjectRef,
+    hypothesis_id: str,
+    evidence_ids: list[str],
+    params: dict[str, Any],
+    effect: str,
+    verification: str,
+) -> dict[str, Any]:
+    t: dict[str, Any] = {"kind": target.kind, "name": target.name}
+    if target.kind != "Node":
+        t["namespace"] = target.namespace
+    return {
+        "action": name,
+        "target": t,
+        "hypothesis_id": hypothesis_id,
+        "evidence_ids": evidence_ids,
+        "params": params,
+        "expected_effect": effect,
+        "verification": verification,
+    }
+
+
+def _escalation(a: Assessment, reason: str, all_ids: list[str]) -> dict[str, Any]:
+    h = a.hypothesis
+    root = h.root_cause
+    kind = (
+        root.kind
+        if root.kind
+        in (
+            "Deployment",
+            "StatefulSet",
+            "DaemonSet",
+            "Pod",
+            "Service",
+            "HorizontalPodAutoscaler",
+            "HTTPRoute",
+            "Node",
+        )
+        else "Service"
+    )
+    target = root if kind == root.kind else sg.ref(kind, root.namespace or "default", root.name)
+    findings = [f"{h.id} ({h.confidence:.2f}) {root} [{h.cause_kind}]: {h.statement}"]
+    findings += [f"also implicated: {o}" for o in a.also]
+    return _action(
+        "escalate",
+        target,
+        h.id,
+        h.evidence_ids or all_ids[:5],
+        {
+            "summary": sg.clip(
+                f"{h.category.system_level} / {h.category.fault_type}: {h.statement}. "
+                f"Why a person: {reason}.",
+                1500,
+            ),
+            "findings": [sg.clip(f, 1500) for f in findings],
+            "severity": "critical",
+        },
+        "a person is paged with the root cause and the evidence; nothing in the cluster changes",
+        "the escalation is delivered; recovery is up to the person",
+    )
+
+
+@dataclass(frozen=True)
+class _Tried:
+    action: str
+    target: str
+
+
+def _tried(state: IncidentState) -> set[_Tried]:
+    """Writes already made that did not recover the cluster (never repeat them)."""
+    out = set()
+    for ex in state.executed:
+        if ex.status in ("applied", "undone", "failed", "dry_run_failed"):
+            out.add(_Tried(ex.action.action, str(ex.action.target)))
+    return out
+
+
+def _objections(state: IncidentState) -> list[str]:
+    if state.verdict is not None and state.verdict.verdict == "revise" and state.plan is not None:
+        return [r.lower() for r in state.verdict.reasons]
+    return []
+
+
+def _objected(
+    option_json: Mapping[str, Any], reasons: Sequence[str], previous: Plan | None
+) -> bool:
+    """Does the critic's revise verdict object to this action (by name, target, or index)?"""
+    if not reasons or previous is None:
+        return False
+    target = option_json.get("target") or {}
+    name = str(target.get("name") or "")
+    for i, a in enumerate(previous.actions):
+        if a.action != option_json.get("action") or a.target.name != name:
+            continue
+        for r in reasons:
+            if (
+                a.action in r
+                or f"action {i}" in r
+                or f"#{i}" in r
+                or f"[{i}]" in r
+                or (name and name in r)
+            ):
+                return True
+    return False
+
+
+def _stats_for(state: IncidentState, cause_kind: str) -> dict[str, ActionStats]:
+    if state.recall is None:
+        return {}
+    return {st.action: st for st in state.recall.stats if st.cause_kind == cause_kind}
+
+
+def _order_by_memory(
+    options: list[Option], stats: Mapping[str, ActionStats]
+) -> tuple[list[Option], str]:
+    """Options that failed before for this cause kind go last; ones that worked, first (ties
+    keep the least-invasive order)."""
+    if not stats:
+        return options, ""
+
+    def weight(o: Option) -> int:
+        st = stats.get(o.action)
+        if st is None:
+            return 0
+        if st.failures > st.successes:
+            return 1
+        if st.successes > st.failures:
+            return -1
+        return 0
+
+    ordered = sorted(options, key=weight)
+    notes = []
+    for o in options:
+        st = stats.get(o.action)
+        if st is not None:
+            verdict = (
+                "worked"
+                if st.successes > st.failures
+                else "failed"
+                if st.failures > st.successes
+                else "was mixed"
+            )
+            notes.append(
+                f"{o.action} {verdict} before for this kind of failure "
+                f"({st.successes} recovered, {st.failures} not)"
+            )
+    return ordered, "; ".join(notes)
+
+
+def make_plan(state: IncidentState, d: Diagnosis, limits: PolicyLimits) -> Plan:
+    """Actions for the hypotheses worth acting on, least invasive first."""
+    revision = 0
+    if state.plan is not None and (_objections(state) or _after_failed_verification(state)):
+        revision = state.plan.revision + 1
+    hypotheses = [a.hypothesis for a in d.assessments][:6]
+    if not d.detected:
+        return Plan(
+            hypotheses=hypotheses,
+            actions=[],
+            reasoning=f"No action: {d.healthy_reason}. "
+            + (
+                "Weaker leads, not acted on: "
+                + "; ".join(
+                    f"{h.root_cause} ({h.confidence:.2f}, {h.cause_kind})" for h in hypotheses[:3]
+                )
+                if hypotheses
+                else ""
+            ),
+            revision=revision,
+        )
+    tried = _tried(state)
+    objections = _objections(state)
+    all_ids = [e.id for e in d.evidence if e.severity >= 0.45]
+    actions: list[dict[str, Any]] = []
+    lines: list[str] = []
+    max_actions = max(
+        1,
+        limits.max_actions_per_incident - len([e for e in state.executed if e.status == "applied"]),
+    )
+    acted_roots: list[str] = []
+    for a in d.assessments:
+        h = a.hypothesis
+        if h.confidence < ACT_CONFIDENCE:
+            continue
+        if acted_roots and not _independent(a, d, acted_roots, d.graph):
+            continue
+        options, memory_note = _order_by_memory(a.options, _stats_for(state, h.cause_kind))
+        chosen: list[dict[str, Any]] = []
+        skipped: list[str] = []
+        for o in options:
+            data = o.build(h.id, h.evidence_ids or all_ids[:5])
+            label = _Tried(o.action, _target_text(data))
+            if label in tried:
+                skipped.append(
+                    f"{o.action} {label.target} was already tried and did not recover it"
+                )
+                continue
+            if _objected(data, objections, state.plan):
+                skipped.append(f"{o.action} {label.target}: the safety critic objected")
+                continue
+            chosen.append(data)
+            if o.action != "delete_pod":
+                # One change per hypothesis at a time; deleting stuck pods goes one per workload.
+                break
+        line = (
+            f"{h.id} {h.root_cause} ({h.cause_kind}, confidence {h.confidence:.2f}): {h.statement}."
+        )
+        if memory_note:
+            line += f" Memory: {memory_note}."
+        if skipped:
+            line += " Skipped: " + "; ".join(skipped) + "."
+        if chosen:
+            notes = [o.note for o in options if o.note and o.action == chosen[0]["action"]]
+            line += f" Plan: {chosen[0]['action']} {_target_text(chosen[0])}" + (
+                f" ({notes[0]})" if notes else ""
+            )
+            if len(chosen) > 1:
+                line += f" and {len(chosen) - 1} more of the same kind"
+            line += "."
+            actions += chosen
+        else:
+            reason = a.escalate_reason or (
+                "every option was tried or objected to"
+                if a.options
+                else "no action in the set fixes it"
+            )
+            line += f" Escalate: {reason}."
+            actions.append(_escalation(a, reason, all_ids))
+        lines.append(line)
+        acted_roots.append(h.root_cause.key)
+        if len(acted_roots) >= 2:
+            break
+    parsed, rejected = _validate(actions[:max_actions])
+    header = (
+        f"Fault detected; {len(hypotheses)} hypotheses, acting on {len(acted_roots)}."
+        if acted_roots
+        else "Fault detected, but no hypothesis is confident enough to act on; escalating."
+    )
+    if not acted_roots and d.assessments:
+        top = d.assessments[0]
+        esc, rej = _validate([_escalation(top, "the evidence is not conclusive", all_ids)])
+        parsed += esc
+        rejected += rej
+    return Plan(
+        hypotheses=hypotheses,
+        actions=parsed,
+        reasoning=header + "\n" + "\n".join(lines),
+        revision=revision,
+        rejected=rejected,
+    )
+
+
+#: Cause kinds that are faults in their own right wherever they sit on a call chain (a second
+#: fault at once); load and latency kinds on one chain are usually one fault's echo.
+SELF_EVIDENT = frozenset(
+    {
+        "scaled_to_zero",
+        "image_pull",
+        "config_error",
+        "missing_config",
+        "memory_leak",
+        "oom",
+        "bad_rollout",
+        "selector_mismatch",
+        "service_port_mismatch",
+        "missing_service",
+        "node_failure",
+        "bad_canary",
+        "auth_failure",
+        "crash_loop",
+    }
+)
+
+
+def _independent(a: Assessment, d: Diagnosis, acted: Sequence[str], graph: Graph) -> bool:
+    """A second fault at once: confident, not explained by one already acted on, and either
+    self-evident or on another branch of the call graph."""
+    h = a.hypothesis
+    if h.confidence < 0.7 or h.statement.startswith("shares the blame"):
+        return False
+    cand = next((c for c in d.candidates if c.subject == h.root_cause), None)
+    if cand is not None and any(e.key in acted for e in cand.explained_by):
+        return False
+    if h.cause_kind in SELF_EVIDENT:
+        return True
+    key = h.root_cause.key
+    related = graph.dependencies(key) | graph.dependents(key)
+    return not any(k in related for k in acted)
+
+
+def _target_text(data: Mapping[str, Any]) -> str:
+    t = data.get("target") or {}
+    ns = t.get("namespace")
+    return f"{t.get('kind')}/{ns + '/' if ns else ''}{t.get('name')}"
+
+
+def _validate(actions: Sequence[Mapping[str, Any]]) -> tuple[list[Action], list[str]]:
+    parsed: list[Action] = []
+    rejected: list[str] = []
+    for data in actions:
+        try:
+            parsed.append(parse_action(dict(data)))
+        except ValueError as exc:
+            rejected.append(str(exc))
+        except ValidationError as exc:  # pragma: no cover - parse_action wraps these
+            rejected.append(format_validation_error(exc))
+    return parsed, rejected
+
+
+async def with_model(
+    ctx: AgentContext,
+    state: IncidentState,
+    diagnosis: Diagnosis,
+    plan: Plan,
+    evidence: Sequence[Evidence],
+) -> tuple[Plan, list[TranscriptEntry], TokenUsage]:
+    """The model path (placeholder until wired): the deterministic plan."""
+    return plan, [], TokenUsage()
