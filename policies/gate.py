@@ -165,12 +165,14 @@ def evaluate_plan(
     One action at a time can look harmless while the plan is not: five
     delete_pods that each take "one pod" of the same workload take them all.
     Across the plan: at most one delete_pod per workload, no action twice, and
-    no more writes than the incident and each workload may still make.
+    no more writes than the incident and each workload may still make, and
+    cordons that leave at least one schedulable node.
     """
     if len(actions) != len(contexts):
         raise ValueError(f"{len(actions)} actions but {len(contexts)} gate contexts")
     decisions = [evaluate(a, c, limits) for a, c in zip(actions, contexts, strict=True)]
     seen: set[str] = set()
+    cordons = 0
     pod_deletes: Counter[str] = Counter()
     per_workload: Counter[str] = Counter()
     writes = 0
@@ -190,6 +192,16 @@ def evaluate_plan(
                     f"this plan already deletes a pod of {workload}: one pod of a workload "
                     "at a time"
                 )
+        if isinstance(action, CordonAction):
+            cordons += 1
+            # Each context counts the nodes schedulable besides its own target, as the
+            # cluster is now; the plan's earlier cordons take those away one by one.
+            left = (context.schedulable_nodes or 0) - (cordons - 1)
+            if left < 1:
+                extra.append(
+                    f"with this plan's other cordons, cordoning node {action.target.name!r} "
+                    "would leave no Ready, schedulable node"
+                )
         writes += 1
         if len(context.executed_in_incident) + writes > limits.max_actions_per_incident:
             extra.append(
@@ -207,6 +219,7 @@ def evaluate_plan(
             decisions[i] = Decision(decision="deny", reasons=decisions[i].reasons + extra)
             writes -= 1
             per_workload[workload] -= 1
+            cordons -= isinstance(action, CordonAction)
     return decisions
 
 

@@ -641,6 +641,14 @@ def test_a_plan_repeating_an_action_runs_it_once() -> None:
     assert "already in this plan" in decisions[1].reasons[-1]
 
 
+def test_a_plan_cannot_cordon_every_node() -> None:
+    actions = [act("cordon", "Node", f"node-{i}", namespace=None) for i in (1, 2, 3)]
+    contexts = [ctx(target_kind="Node", workload=None, schedulable_nodes=2)] * 3
+    decisions = evaluate_plan(actions, contexts, LOOSEST)
+    assert [d.decision for d in decisions] == ["needs_approval", "needs_approval", "deny"]
+    assert "no Ready, schedulable node" in decisions[2].reasons[-1]
+
+
 def test_plan_and_contexts_must_match() -> None:
     with pytest.raises(ValueError, match="1 actions but 2"):
         evaluate_plan([restart], [ctx(), ctx()], DEFAULT)
