@@ -56,6 +56,10 @@ async def gather_gate_context(
         mine = _executed(state, incident_id)
         earlier = await _remembered(ctx, now, incident_id)
         fields["executed_in_incident"] = mine
+        fields["undoes_own_change"] = any(
+            e.status == "applied" and e.inverse is not None and e.inverse == action
+            for e in state.executed
+        )
         fields["executed_on_workload"] = [
             p for p in [*mine, *earlier] if _same_workload(p, key) and p.at >= now - _HISTORY
         ]

@@ -118,6 +118,11 @@ class GateContext(BaseModel):
     #: Writes on the same workload in the last hour, in this incident or earlier ones.
     executed_on_workload: list[PastAction] = Field(default_factory=list)
 
+    #: The action is the inverse the executor computed for one of this incident's applied
+    #: writes (an undo after "worse"): the rate and budget limits do not hold back putting
+    #: the cluster back as it was; every hard invariant still applies.
+    undoes_own_change: bool = False
+
     # -- the plan's claim, checked against the state -------------------------------------
     #: Confidence of the hypothesis the action serves (None: the action names no known one).
     hypothesis_confidence: float | None = None

@@ -378,6 +378,8 @@ def _recent(context: GateContext) -> int:
 
 def _rates(action: Action, context: GateContext, limits: PolicyLimits) -> list[str]:
     out: list[str] = []
+    if context.undoes_own_change:
+        return out
     done = len(context.executed_in_incident)
     if done >= limits.max_actions_per_incident:
         out.append(

@@ -116,7 +116,7 @@ HARD: list[tuple[str, Action, GateContext, str, str]] = [
     (
         "scale to zero",
         act("scale", "Deployment", "cart", replicas=0),
-        ctx(),
+        ctx(undoes_own_change=True),
         "deny",
         "to zero",
     ),
@@ -421,6 +421,19 @@ TUNABLE: list[tuple[str, Action, GateContext, PolicyLimits, str, str]] = [
         "max_tokens_per_incident",
     ),
     ("cost budget", restart, ctx(cost_usd=5.01), DEFAULT, "deny", "max_cost_usd_per_incident"),
+    (
+        "an undo is not held back by the budget",
+        act("scale", "Deployment", "cart", replicas=2),
+        ctx(
+            current_replicas=4,
+            undoes_own_change=True,
+            executed_in_incident=[past("scale", "Deployment/shop/cart", 1)] * 5,
+            tokens_used=10**9,
+        ),
+        DEFAULT,
+        "allow",
+        "auto_actions",
+    ),
     (
         "extra protected namespace",
         restart,

@@ -1,0 +1,1 @@
+"""Helpers for the safety tests: a scripted model that proposes forbidden actions."""
