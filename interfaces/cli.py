@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import typer
 
+from interfaces import run_cmd
+from interfaces.audit_cmd import audit
+from interfaces.eval_cmd import eval_command
+from interfaces.incidents_cmd import incidents_app, postmortem_cmd
 from interfaces.tools_cmd import tools_app
 from interfaces.twin_cmd import twin_app
 
@@ -13,6 +17,11 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+run_cmd.register(app)
+app.command("eval")(eval_command)
+app.command("audit")(audit)
+app.command("postmortem")(postmortem_cmd)
+app.add_typer(incidents_app, name="incidents")
 app.add_typer(twin_app, name="twin")
 app.add_typer(tools_app, name="tools")
 
