@@ -1,6 +1,7 @@
 """`make bench`: the built-in suite for kubemedic and both baselines, the report, other figures.
 
     python -m evals.bench [--out .kubemedic/bench] [--workers N] [--agents kubemedic,noop,playbook]
+                          [--kubemedic-workers 1] [--ablations no-critic,no-memory,generalist]
                           [--skip-figures] [--suite builtin|DIR]
 
 Writes `<out>/<agent>.json` (each agent's summary), `<out>/report.md` with
@@ -13,7 +14,11 @@ project reports besides the suite:
 - the log tool's cap (`tests.tools.bench_tools.bench_logs`: 100,000 lines read
   through `get_pod_logs`);
 - the median wall time of a deterministic `kubemedic run` per scenario (from the
-  suite's kubemedic runs; the target is under 5 s each).
+  suite's kubemedic runs, one at a time by default so that they do not share the
+  cores; the target is under 5 s each).
+
+Ablations (`--ablations`) add a kubemedic column each; they are off by default
+to keep `make bench` within about fifteen minutes on two cores.
 """
 
 from __future__ import annotations
@@ -169,6 +174,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--suite", default="builtin")
     parser.add_argument("--workers", type=int, default=default_workers())
     parser.add_argument("--agents", default=",".join(DEFAULT_AGENTS))
+    parser.add_argument(
+        "--kubemedic-workers",
+        type=int,
+        default=1,
+        help="workers for the kubemedic runs (1: uncontended wall times for the run figure)",
+    )
+    parser.add_argument("--ablations", default="", help="e.g. no-critic,no-memory,generalist")
     parser.add_argument("--skip-figures", action="store_true", help="only the suite and report")
     args = parser.parse_args(argv)
     console = Console(stderr=True)
@@ -176,29 +188,37 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     files = suite_files(args.suite)
     agents = [a.strip() for a in args.agents.split(",") if a.strip()]
+    runs = [(a, "none") for a in agents]
+    runs += [("kubemedic", x.strip()) for x in args.ablations.split(",") if x.strip()]
     summaries = []
     figures: dict[str, Any] = {}
     t0 = time.monotonic()
-    for agent in agents:
-        console.print(f"[bold]{agent}[/]: {len(files)} scenarios, {args.workers} workers")
+    for agent, ablation in runs:
+        label = agent if ablation == "none" else f"{agent}-{ablation}"
+        workers = args.kubemedic_workers if agent == "kubemedic" else args.workers
+        console.print(f"[bold]{label}[/]: {len(files)} scenarios, {workers} worker(s)")
 
-        def done(record: dict[str, Any], n: int, total: int, agent: str = agent) -> None:
+        def done(record: dict[str, Any], n: int, total: int, label: str = label) -> None:
             ok = "pass" if record["score"].get("passed") else "FAIL"
-            console.print(f"  [{n}/{total}] {agent} {record['scenario']}: {ok}", highlight=False)
+            console.print(f"  [{n}/{total}] {label} {record['scenario']}: {ok}", highlight=False)
 
         run = run_suite(
             files,
             agent=agent,
-            workers=args.workers,
-            data_dir=out / "runs" / agent,
+            ablation=ablation,
+            workers=workers,
+            data_dir=out / "runs" / label,
             suite=str(args.suite),
             on_done=done,
         )
         summary = run.summary()
-        (out / f"{agent}.json").write_text(json.dumps(summary, indent=2, default=str))
+        (out / f"{label}.json").write_text(json.dumps(summary, indent=2, default=str))
         summaries.append(summary)
-        if agent == "kubemedic":
-            figures["kubemedic run wall time per scenario"] = run_times(run)
+        if agent == "kubemedic" and ablation == "none":
+            key = "kubemedic run wall time per scenario"
+            if workers > 1:
+                key += f" ({workers} runs at a time)"
+            figures[key] = run_times(run)
     if not args.skip_figures:
         console.print("[bold]figures[/]: list latency at 2,000 pods, twin speed, log cap")
         figures["twin list latency (50 nodes, 2,000 pods, 300 services)"] = bench_list_latency()
@@ -209,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     report = write_report(summaries, out / "report.md", figures=figures)
     table = [
         (
-            s["agent"],
+            s["agent"] + ("" if s.get("ablation") in (None, "none") else f" ({s['ablation']})"),
             s.get("passed"),
             s.get("detection_accuracy"),
             s.get("localization_top1"),
