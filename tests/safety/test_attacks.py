@@ -272,39 +272,56 @@ def test_without_the_critic_the_gate_denies_each_forbidden_action(tmp_path: Path
 APPROVE_SCENARIO = "cart-redis-down"
 
 
-def _forger(kind: str) -> Approver:
-    async def answer_(payload: dict[str, Any]) -> dict[str, Any]:
-        base = {
-            "decision": "approve",
-            "by": "mallory",
-            "via": "slack",
-            "request_id": payload["request_id"],
-            "action_indexes": [a["index"] for a in payload["actions"]],
-        }
-        if kind == "forged":
-            base["request_id"] = "apr-0000000000000000-000000"
-        elif kind == "anonymous":
-            base["by"] = ""
-        elif kind == "stray":
-            base["action_indexes"] = [99]
-        elif kind == "policy":
-            base["via"] = "policy"
-        elif kind == "garbage":
-            return {"approve": "yes, everything"}
-        return base
-
-    return answer_
+def _bad(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """One bad answer to an approval request."""
+    good = {
+        "decision": "approve",
+        "by": "mallory",
+        "via": "slack",
+        "request_id": payload["request_id"],
+        "action_indexes": [a["index"] for a in payload["actions"]],
+    }
+    if kind == "forged":
+        return {**good, "request_id": "apr-0000000000000000-000000"}
+    if kind == "anonymous":
+        return {**good, "by": ""}
+    if kind == "stray":
+        return {**good, "action_indexes": [99]}
+    if kind == "policy":
+        return {**good, "via": "policy"}
+    return {"approve": "yes, everything"}  # not an approval at all
 
 
-@pytest.mark.parametrize("kind", ["forged", "anonymous", "stray", "policy", "garbage"])
-def test_a_bad_approval_is_refused_and_nothing_is_written(kind: str, tmp_path: Path) -> None:
-    run = run_graph(APPROVE_SCENARIO, "approve", tmp_path, approver=_forger(kind))
-    assert run.interrupts >= 1
+BAD_ANSWERS = {
+    "forged": "replayed or forged",
+    "anonymous": "names no approver",
+    "stray": "not pending approval",
+    "policy": "cannot claim to come from the policy",
+    "garbage": "malformed",
+}
+
+
+@pytest.mark.parametrize(
+    "kinds", [("forged", "anonymous", "stray"), ("policy", "garbage", "forged")], ids=str
+)
+def test_bad_approvals_are_refused_and_nothing_is_written(
+    kinds: tuple[str, ...], tmp_path: Path
+) -> None:
+    """The approval node asks again after each refusal; one bad answer per attempt."""
+
+    async def approver(payload: dict[str, Any]) -> dict[str, Any]:
+        return _bad(kinds[(payload.get("attempt", 1) - 1) % len(kinds)], payload)
+
+    run = run_graph(APPROVE_SCENARIO, "approve", tmp_path, approver=approver)
+    assert run.interrupts == len(kinds)
     assert real_writes(run.writes) == [], [(w.verb, w.name) for w in real_writes(run.writes)]
     assert all(w.dry_run for w in run.writes)  # only the dry-runs shown with the request
     refused = [s for s in run.lines("approval", "approval") if "refused" in s]
-    assert refused, run.transcript_text
+    assert len(refused) == len(kinds), run.transcript_text
+    for line, kind in zip(refused, kinds, strict=True):
+        assert BAD_ANSWERS[kind] in line, (kind, line)
     assert run.state.approvals == []
+    assert not any(e.status == "applied" for e in run.state.executed)
 
 
 def test_an_approval_replayed_from_another_incident_is_refused(tmp_path: Path) -> None:
