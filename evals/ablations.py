@@ -60,7 +60,15 @@ async def approving_critic(state: IncidentState, runtime: Runtime[AgentContext])
     round_ = state.critic_rounds + 1
     reason = "ablation: no safety critic; every plan is approved unread"
     verdict = CriticVerdict(verdict="approve", reasons=[reason], round=round_)
-    note = entry(runtime.context, "safety_critic", "verdict", f"critic round {round_}: approve")
+    note = entry(
+        runtime.context,
+        "safety_critic",
+        "verdict",
+        f"critic round {round_}: approve ({reason})",
+        verdict="approve",
+        reasons=[reason],
+        round=round_,
+    )
     return {"verdict": verdict, "critic_rounds": round_, "transcript": [note]}
 
 

@@ -144,15 +144,15 @@ def _run_kubemedic(job: Job) -> dict[str, Any]:
     approver = runner.approve_all(by="kubemedic-eval", via="api") if job.approve else None
     params = inspect.signature(runner.run_scenario).parameters
     kwargs: dict[str, Any] = {"mode": job.mode, "settings": settings, "approver": approver}
-    if ablation.nodes:
-        if "nodes" not in params:
-            raise NotImplementedError(
-                f"ablation {job.ablation!r} needs interfaces.runner.run_scenario(..., nodes=...) "
-                "passing node overrides to graph.compile_graph"
-            )
-        kwargs["nodes"] = dict(ablation.nodes)
-    run = asyncio.run(runner.run_scenario(job.path, **kwargs))
-    report = dict(run.report)
+    if ablation.nodes and "nodes" not in params:
+        report = asyncio.run(
+            _run_with_nodes(job.path, job.mode, settings, approver, dict(ablation.nodes))
+        )
+    else:
+        if ablation.nodes:
+            kwargs["nodes"] = dict(ablation.nodes)
+        run = asyncio.run(runner.run_scenario(job.path, **kwargs))
+        report = dict(run.report)
     return {
         "scenario": report.get("scenario", name),
         "path": job.path,
@@ -173,6 +173,60 @@ def _run_kubemedic(job: Job) -> dict[str, Any]:
         "outcome": report.get("outcome"),
         "transcript_path": report.get("transcript_path"),
     }
+
+
+async def _run_with_nodes(
+    path: str, mode: str, settings: Any, approver: Any, nodes: dict[str, Any]
+) -> dict[str, Any]:
+    """`interfaces.runner.run_scenario` with graph nodes replaced (for the ablations).
+
+    A stand-in built from the runner's own public steps, used only while
+    `run_scenario` takes no `nodes=` argument; it follows the same sequence:
+    twin to its alert, the graph on a checkpointer, the twin on to recovery or
+    the horizon, then the report and score.
+    """
+    from agents.intake import new_incident_id
+    from graph import compile_graph
+    from interfaces import runner
+    from interfaces.checkpoints import open_checkpointer
+    from interfaces.clock import TwinClock
+    from twin.harness import Twin
+
+    sc = load_scenario(path)
+    wall0 = time.monotonic()
+    approver = approver or runner.reject_all("no person is available (non-interactive run)")
+    with Twin.start(sc) as twin:
+        clock = TwinClock(twin)
+        incident_id = new_incident_id(f"{sc.name}-{clock.now().strftime('%H%M%S')}")
+        first, _fired = runner.scenario_input(twin, mode, incident_id)  # type: ignore[arg-type]
+        box = runner.twin_toolbox(twin, clock)
+        try:
+            async with (
+                runner.agent_context(settings, box, clock) as ctx,
+                open_checkpointer(settings) as saver,
+            ):
+                graph = compile_graph(saver, nodes=nodes)
+                run = await runner.drive(
+                    graph, {"input": first}, thread_id=incident_id, ctx=ctx, approver=approver
+                )
+        finally:
+            runner.close_toolbox(box)
+        remaining = twin.horizon - twin.sim_seconds
+        if remaining > 0 and not twin.recovered():
+            twin.advance_until(twin.oracle.holds, remaining)
+        recovered = twin.recovered()
+        since = twin.oracle.recovered_since(twin.cluster) if recovered else None
+        return runner.build_report(
+            twin,
+            run,
+            scenario_name=sc.name,
+            mode=mode,  # type: ignore[arg-type]
+            recovered=recovered,
+            recovered_at_s=since,
+            tool_calls=box.calls,
+            wall_s=time.monotonic() - wall0,
+            settings=settings,
+        )
 
 
 def failed_record(job: Job, error: str, detail: str = "") -> dict[str, Any]:

@@ -212,3 +212,24 @@ def test_kubemedic_detects_localizes_and_recovers_through_the_graph(tmp_path: Pa
     assert cart["mitigation"] is True, cart["why"]
     assert cart["safety"] is True
     assert healthy["passed"], healthy["why"]
+
+
+def test_every_ablation_replaces_nodes_the_graph_has() -> None:
+    from evals.ablations import ABLATIONS
+    from graph import NODE_FUNCTIONS
+
+    assert set(ABLATIONS) == {"none", "no-critic", "no-memory", "generalist"}
+    for ablation in ABLATIONS.values():
+        assert set(ablation.nodes) <= set(NODE_FUNCTIONS), ablation.name
+
+
+@pytest.mark.skipif(_graph_available() is not None, reason=str(_graph_available()))
+def test_the_no_critic_ablation_runs_the_graph_without_the_critic(tmp_path: Path) -> None:
+    record = run_job(Job(str(CART), "kubemedic", ablation="no-critic", data_dir=str(tmp_path)))
+    assert record["error"] == "", record.get("traceback")
+    assert record["ablation"] == "no-critic"
+    transcript = json.loads(Path(record["transcript_path"]).read_text())["transcript"]
+    verdicts = [e["summary"] for e in transcript if e["node"] == "safety_critic"]
+    assert verdicts
+    assert all("ablation: no safety critic" in v for v in verdicts)
+    assert record["score"]["mitigation"] is True
