@@ -1,0 +1,105 @@
+"""Learning on the twin: the same family of fault twice, on two different services.
+
+A Deployment scaled to zero (redis-cart), then another one (productcatalogservice),
+through the whole graph (`interfaces.runner.run_scenario`) with the incident memory in
+the machine's Redis. The second incident recalls the first, with how its action fared,
+and the planner's reasoning says so. The second run is compared with the same scenario
+run on an empty memory: learning must not cost steps or simulated time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from memory.redis_store import RedisMemory
+from settings import RedisSettings, Settings
+
+runner = pytest.importorskip(
+    "interfaces.runner", reason="the graph runner (interfaces/runner.py) has not landed yet"
+)
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+FIRST = "cart-redis-down"  # built-in: redis-cart scaled to zero
+SECOND = ROOT / "evals" / "suite" / "shop-catalog-scaled-to-zero.yaml"
+
+
+def _run(scenario: str | Path, settings: Settings) -> Any:
+    return asyncio.run(
+        runner.run_scenario(
+            scenario, mode="autonomous", settings=settings, approver=runner.approve_all()
+        )
+    )
+
+
+@pytest.fixture
+def prefixes(redis_url: str) -> Iterator[tuple[str, str]]:
+    warm, cold = (f"kmtest:{uuid.uuid4().hex[:12]}" for _ in range(2))
+    yield warm, cold
+
+    async def forget() -> None:
+        for prefix in (warm, cold):
+            store = RedisMemory(redis_url, prefix=prefix)
+            await store.delete_all()
+            await store.aclose()
+
+    asyncio.run(forget())
+
+
+def _settings(tmp_path: Path, redis_url: str, prefix: str, name: str) -> Settings:
+    return Settings(
+        data_dir=tmp_path / name,
+        redis=RedisSettings(url=SecretStr(redis_url), key_prefix=prefix),
+    )
+
+
+def test_the_second_incident_of_a_family_recalls_the_first(
+    redis_url: str, prefixes: tuple[str, str], tmp_path: Path
+) -> None:
+    warm, cold = prefixes
+    first = _run(FIRST, _settings(tmp_path, redis_url, warm, "first"))
+    assert first.report["recovered"]
+    first_id = first.state.incident.id
+
+    second = _run(SECOND, _settings(tmp_path, redis_url, warm, "second"))
+    baseline = _run(SECOND, _settings(tmp_path, redis_url, cold, "baseline"))
+
+    # Recall found the first incident, with its cause and how the action fared.
+    recall = second.state.recall
+    assert recall is not None
+    assert recall.store.startswith("redis ")
+    assert [p.incident_id for p in recall.similar] == [first_id]
+    past = recall.similar[0]
+    assert past.cause_kind == "scaled_to_zero"
+    assert past.root_cause is not None
+    assert past.root_cause.name == "redis-cart"
+    assert [(s.action, s.successes, s.failures) for s in recall.stats] == [("scale", 1, 0)]
+    # The planner said what memory told it.
+    assert second.state.plan is not None
+    assert "Memory: scale worked before" in second.state.plan.reasoning
+    assert baseline.state.recall.similar == []
+
+    # Both recover the new service, with the same fix; learning costs nothing.
+    for run in (second, baseline):
+        assert run.report["recovered"]
+        assert [a["action"] for a in run.report["actions"]] == ["scale"]
+    assert second.graph.steps <= baseline.graph.steps
+    warm_s = second.report["sim_seconds"]["mitigate"]
+    cold_s = baseline.report["sim_seconds"]["mitigate"]
+    assert warm_s is not None
+    assert cold_s is not None
+    assert warm_s <= cold_s
+    print(
+        f"\nlearning figures: first {FIRST}: steps {first.graph.steps}, "
+        f"mitigated at {first.report['sim_seconds']['mitigate']} s; "
+        f"second {SECOND.stem} with memory: steps {second.graph.steps}, mitigated at "
+        f"{warm_s} s; without memory: steps {baseline.graph.steps}, mitigated at {cold_s} s"
+    )
