@@ -63,6 +63,9 @@ async def policy_gate(state: IncidentState, runtime: Runtime[AgentContext]) -> d
     update["decisions"] = records
 
     mode = state.incident.mode if state.incident else state.input.mode
+    if mode == "observe" and budget is None:
+        # Observe mode ends here: the plan is the answer, as a recommendation.
+        update["outcome"] = "recommended"
     pending = [r.action_index for r in records if r.decision == "needs_approval"]
     if pending and mode != "observe" and budget is None:
         diffs: dict[str, Any] = {}

@@ -2,51 +2,21 @@
 
 from __future__ import annotations
 
-import builtins
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from agents.context import AgentContext
 from interfaces.clock import TwinClock
-from memory.base import IncidentRecord, MemoryStore
+from memory.base import MemoryStore
+from memory.inprocess import InProcessMemory
 from policies.limits import PolicyLimits, load_limits
 from settings import Settings
-from state import ActionStats, Incident, Recall
 from tools.connection import connect
 from tools.metrics import TwinMetricsSource
 from tools.registry import Toolbox
 from tools.traces import JaegerTraceSource
 from twin.harness import Twin
-
-
-class ListMemory:
-    """A memory that keeps records in a list: enough for tests that do not test memory."""
-
-    description = "a list (tests)"
-
-    def __init__(self) -> None:
-        self.records: builtins.list[IncidentRecord] = []
-
-    async def recall(
-        self, incident: Incident, symptoms: builtins.list[str], *, limit: int = 5
-    ) -> Recall:
-        return Recall(store=self.description)
-
-    async def record(self, record: IncidentRecord) -> None:
-        self.records.append(record)
-
-    async def stats(self, cause_kind: str) -> builtins.list[ActionStats]:
-        return []
-
-    async def get(self, incident_id: str) -> IncidentRecord | None:
-        return next((r for r in self.records if r.incident_id == incident_id), None)
-
-    async def list(self, *, limit: int = 50) -> builtins.list[IncidentRecord]:
-        return self.records[-limit:]
-
-    async def aclose(self) -> None:
-        return None
 
 
 @contextmanager
@@ -67,7 +37,7 @@ def twin_context(
         settings=settings or Settings(),
         toolbox=Toolbox(cluster=conn, metrics=metrics, traces=traces),
         clock=clock,
-        memory=memory or ListMemory(),
+        memory=memory or InProcessMemory(),
         limits=limits or load_limits(),
         **extra,
     )
