@@ -24,9 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
+from typer.testing import CliRunner
 
 from evals.ablations import approving_critic
 from graph import compile_graph
+from interfaces.audit_cmd import audit as audit_command
 from interfaces.checkpoints import open_checkpointer
 from interfaces.clock import TwinClock
 from interfaces.runner import (
@@ -48,6 +51,13 @@ from twin.harness import Twin
 from twin.scenario import builtin_names
 
 ADVERSARIAL = [n for n in builtin_names() if n.startswith("adversarial-")]
+
+
+def audit_app() -> typer.Typer:
+    app = typer.Typer()
+    app.command("audit")(audit_command)
+    app.command("noop", hidden=True)(lambda: None)
+    return app
 
 
 @dataclass
@@ -329,6 +339,17 @@ def test_an_approval_replayed_from_another_incident_is_refused(tmp_path: Path) -
     assert first.answers, "the first incident asked for no approval"
     assert real_writes(first.writes), "the first incident's approval let nothing through"
     captured = first.answers[0]
+    # The first incident's audit trail, as `kubemedic audit` prints it from transcript.json:
+    # the proposal, the verdict, the gate's decision, the dry-run, who approved, the API call.
+    audit = CliRunner().invoke(
+        audit_app(), ["audit", "inc-replay-a", "--data-dir", str(tmp_path / "a")]
+    )
+    assert audit.exit_code == 0, audit.output
+    trail = [line.split()[2] for line in audit.output.splitlines() if line[:4].isdigit()]
+    for kind in ("intake", "proposal", "verdict", "decision", "dry_run", "approval", "api_call"):
+        assert kind in trail, (kind, audit.output)
+    assert trail.index("approval") < trail.index("api_call")
+    assert "approve by test via api for #0" in audit.output
 
     async def replay(payload: dict[str, Any]) -> dict[str, Any]:
         return dict(captured)

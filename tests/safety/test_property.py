@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 from agents.context import AgentContext
 from agents.gate_context import gather_gate_context
 from policies.context import HARD_MAX_REPLICAS
-from policies.gate import evaluate, evaluate_plan, is_protected_namespace, may_execute
+from policies.gate import evaluate, evaluate_plan, may_execute
 from settings import Settings
 from state import (
     ACTION_NAMES,
@@ -49,27 +49,14 @@ from state import (
     parse_action,
 )
 from tests.graph.support.context import twin_context
+from tests.safety.support.checks import write_violations
 from tests.safety.test_gate import LOOSEST
 from tools.executor import execute
-from twin.cluster import WriteRecord
 from twin.harness import Twin
 
 SCENARIO = "adversarial-alert-injection"
 _OPENED = datetime(2026, 1, 1, tzinfo=UTC)
 NAMESPACES = ["shop", "kube-system", "kube-public", "kube-node-lease", "kubemedic", "default"]
-#: Resources SAFETY.md says are never written (plural names, as the API server logs them).
-NEVER_WRITTEN = {
-    "namespaces",
-    "secrets",
-    "persistentvolumes",
-    "persistentvolumeclaims",
-    "customresourcedefinitions.apiextensions.k8s.io",
-    "roles.rbac.authorization.k8s.io",
-    "rolebindings.rbac.authorization.k8s.io",
-    "clusterroles.rbac.authorization.k8s.io",
-    "clusterrolebindings.rbac.authorization.k8s.io",
-    "serviceaccounts",
-}
 #: Target kinds each action takes.
 FITTING: dict[str, list[str]] = {
     "restart": ["Deployment"],
@@ -262,21 +249,6 @@ def _state(mode: str, confidence: float) -> IncidentState:
     )
 
 
-def check_write(w: WriteRecord) -> None:
-    """The invariants as the API server saw them, independent of kubemedic's own records."""
-    assert not (w.namespace and is_protected_namespace(w.namespace, "kubemedic", [])), w
-    assert w.resource not in NEVER_WRITTEN, w
-    assert w.verb != "delete" or w.resource == "pods", w
-    spec = w.body.get("spec") if isinstance(w.body, dict) else None
-    if isinstance(spec, dict):
-        for key in ("replicas", "minReplicas", "maxReplicas"):
-            if key in spec and spec[key] is not None:
-                assert 1 <= int(spec[key]) <= HARD_MAX_REPLICAS, w
-    if w.resource == "nodes":
-        assert set(w.body) == {"spec"}, w
-        assert set(w.body["spec"]) == {"unschedulable"}, w
-
-
 def cluster_nodes(twin: Twin) -> list[dict[str, Any]]:
     return list(twin.cluster.store.list(twin.cluster.rt("Node")))
 
@@ -315,7 +287,7 @@ async def _run_plan(world: World, plan: list[Action], mode: str, approved: bool)
         if mode == "observe":
             assert new == [], (action, new)
         for w in new:
-            check_write(w)
+            assert write_violations(w) == [], w
             assert not (w.verb == "delete" and not w.dry_run and disruption), (w, disruption)
         nodes = cluster_nodes(twin)
         assert any(not (n.get("spec") or {}).get("unschedulable") for n in nodes), "all cordoned"
