@@ -51,8 +51,9 @@ SUFFIX: dict[Format, str] = {"md": "md", "json": "json", "html": "html"}
 #: (99.9% over 30 days: 43.2 minutes of total outage).
 DEFAULT_SLO = 0.999
 SLO_WINDOW_DAYS = 30
-#: Evidence at or above this severity counts as a symptom (a service affected).
-AFFECTED_SEVERITY = 0.3
+#: Evidence at or above this severity counts as a symptom (a service affected): weaker items
+#: (a traffic drop downstream of a failure, a quiet log) are context, not impact.
+AFFECTED_SEVERITY = 0.5
 #: Timeline entries kept in a post-mortem; a longer transcript is cut and says so.
 MAX_TIMELINE = 500
 #: Time to mitigate above which "it took long" is a lesson (seconds).
@@ -315,30 +316,32 @@ def _ranked(report: IncidentReport) -> list[Hypothesis]:
 
 
 def _ratio_of(e: Evidence) -> float | None:
-    for key in ("error_ratio", "ratio", "value", "current"):
-        value = e.data.get(key)
-        if isinstance(value, int | float) and 0.0 <= float(value) <= 1.0:
-            return float(value)
-    return None
+    """The highest error ratio an evidence item reports (its current and recent readings)."""
+    values = [
+        float(v)
+        for key in ("error_ratio", "ratio", "recent", "last", "value", "current")
+        if isinstance(v := e.data.get(key), int | float) and 0.0 <= float(v) <= 1.0
+    ]
+    return max(values) if values else None
 
 
-def _error_ratio(report: IncidentReport) -> float | None:
-    """The peak error ratio users saw: the alerted service's, else the highest in the evidence.
+def _error_ratio(report: IncidentReport, entry: str | None) -> float | None:
+    """The peak error ratio users saw: the reported (or most upstream) component's, else the
+    highest in the evidence.
 
     Internal services can fail at a far higher ratio than users see (retries, fallbacks), so
-    the alerted (user-facing) service's ratio is the better measure of impact.
+    the user-facing component's ratio is the better measure of impact.
     """
     ratios = [
-        (e.subject.name, r)
+        (e.subject.name, str(e.data.get("service") or ""), r)
         for e in report.evidence
         if e.signal == "error_ratio" and (r := _ratio_of(e)) is not None
     ]
     if not ratios:
         return None
-    alert = report.incident.alert
-    alerted = alert.labels.get("service") if alert is not None else None
-    own = [r for name, r in ratios if name == alerted]
-    return max(own or [r for _, r in ratios])
+    names = _reported_names(report) | ({entry} if entry else set())
+    own = [r for name, service, r in ratios if name in names or service in names]
+    return max(own or [r for _, _, r in ratios])
 
 
 def _affected(report: IncidentReport) -> list[str]:
@@ -356,7 +359,9 @@ def _affected(report: IncidentReport) -> list[str]:
     return list(names)
 
 
-def _impact(report: IncidentReport, end: datetime | None, ongoing: bool) -> Impact:
+def _impact(
+    report: IncidentReport, end: datetime | None, ongoing: bool, entry: str | None
+) -> Impact:
     inc = report.incident
     onsets = [e.onset for e in report.evidence if e.onset is not None and e.severity >= 0.5]
     start = min(
@@ -364,7 +369,7 @@ def _impact(report: IncidentReport, end: datetime | None, ongoing: bool) -> Impa
         default=inc.opened_at,
     )
     duration = _seconds(start, end)
-    ratio = _error_ratio(report)
+    ratio = _error_ratio(report, entry)
     budget_min = (1 - DEFAULT_SLO) * SLO_WINDOW_DAYS * 24 * 60
     bad = round(ratio * duration / 60, 3) if ratio is not None and duration is not None else None
     burned = round(bad / budget_min, 4) if bad is not None else None
@@ -376,7 +381,8 @@ def _impact(report: IncidentReport, end: datetime | None, ongoing: bool) -> Impa
         bad_minutes=bad,
         burned_fraction=burned,
         method=(
-            "peak error ratio of the alerted service (else the highest in the evidence) x "
+            "peak error ratio where users meet the failure (the reported or most upstream "
+            "failing component; else the highest in the evidence) x "
             "duration, against a "
             f"{DEFAULT_SLO:.1%} availability objective over {SLO_WINDOW_DAYS} days "
             "(an upper bound: the ratio was not at its peak throughout)"
@@ -681,7 +687,10 @@ def _graph(report: IncidentReport, top: Hypothesis | None) -> ServiceGraph:
 
     path_nodes: set[str] = set()
     path_edges: set[tuple[str, str]] = set()
-    longest: list[str] = []
+    # The path drawn in words: from where the incident was reported (the alert's service or
+    # workload) when it reaches the cause, else the longest path from a symptom.
+    reported = _reported_names(report)
+    best: list[str] = []
     if root is not None:
         # Every symptom (anomalous component) to the root cause, along the call direction.
         for start in sorted(anomalous - {root}):
@@ -689,9 +698,11 @@ def _graph(report: IncidentReport, top: Hypothesis | None) -> ServiceGraph:
             if path:
                 path_nodes.update(path)
                 path_edges.update(itertools.pairwise(path))
-                if len(path) > len(longest):
-                    longest = path
+                rank = _path_rank(path, reported, anomalous, adjacency, refs)
+                if not best or rank > _path_rank(best, reported, anomalous, adjacency, refs):
+                    best = path
         path_nodes.add(root)
+    longest = best
     nodes = [
         GraphNode(
             id=key,
@@ -704,16 +715,50 @@ def _graph(report: IncidentReport, top: Hypothesis | None) -> ServiceGraph:
         )
         for key, ref in sorted(refs.items())
     ]
+    # One link per pair, naming every way it was found (env, trace, selector...).
+    vias: dict[tuple[str, str], list[str]] = {}
+    for e in deps.edges:
+        found = vias.setdefault((e.source.key, e.target.key), [])
+        if e.via not in found:
+            found.append(e.via)
     edges = [
         GraphLink(
-            source=e.source.key,
-            target=e.target.key,
-            via=e.via,
-            on_failing_path=(e.source.key, e.target.key) in path_edges,
+            source=source,
+            target=target,
+            via=", ".join(how),
+            on_failing_path=(source, target) in path_edges,
         )
-        for e in deps.edges
+        for (source, target), how in vias.items()
     ]
     return ServiceGraph(nodes=nodes, edges=edges, failing_path=longest or ([root] if root else []))
+
+
+def _path_rank(
+    path: list[str],
+    reported: set[str],
+    anomalous: set[str],
+    adjacency: dict[str, list[str]],
+    refs: dict[str, ObjectRef],
+) -> tuple[bool, bool, int]:
+    """Which symptom's path to the cause to tell: the reported component's, else the most
+    upstream symptom's (no other anomalous component calls it), else the longest."""
+    start = path[0]
+    upstream = not any(
+        _shortest_path(adjacency, other, start) for other in anomalous if other != start
+    )
+    return (refs[start].name in reported, upstream, len(path))
+
+
+def _reported_names(report: IncidentReport) -> set[str]:
+    names = set()
+    alert = report.incident.alert
+    if alert is not None:
+        for key in ("service", "deployment", "statefulset", "daemonset"):
+            if alert.labels.get(key):
+                names.add(alert.labels[key])
+    if report.incident.workload is not None:
+        names.add(report.incident.workload.name)
+    return names
 
 
 def _shortest_path(adjacency: dict[str, list[str]], start: str, goal: str) -> list[str]:
@@ -753,7 +798,9 @@ def _build(report: IncidentReport) -> Postmortem:
         localize_s=_seconds(inc.opened_at, report.localized_at),
         mitigate_s=resolution.time_to_mitigate_s,
     )
-    impact = _impact(report, end, ongoing)
+    graph = _graph(report, top)
+    entry = next((n.name for n in graph.nodes if graph.failing_path[:1] == [n.id]), None)
+    impact = _impact(report, end, ongoing, entry if len(graph.failing_path) > 1 else None)
     entries = sorted(report.transcript, key=lambda t: t.at)
     timeline = [
         TimelineEvent(
@@ -808,7 +855,7 @@ def _build(report: IncidentReport) -> Postmortem:
             model_used=report.tokens.input + report.tokens.output > 0,
             fallbacks=fallbacks,
         ),
-        service_graph=_graph(report, top),
+        service_graph=graph,
         recalled=[
             RecalledIncident(
                 incident_id=p.incident_id,
@@ -1088,14 +1135,21 @@ def render_graph_svg(graph: ServiceGraph) -> str:
             '<text x="8" y="24">No dependency findings in the transcript.</text></svg>'
         )
     layer = _layers(graph)
-    columns: dict[int, list[str]] = {}
-    for node in graph.nodes:
-        columns.setdefault(layer[node.id], []).append(node.id)
+    columns: dict[int, list[str | None]] = {}
+    # The failing path runs along the top row, so no other box sits on its straight edges:
+    # a column without a node of the path leaves its first row empty.
+    reserved = any(n.on_failing_path for n in graph.nodes)
+    for node in sorted(graph.nodes, key=lambda n: not n.on_failing_path):
+        column = columns.setdefault(layer[node.id], [])
+        if reserved and not column and not node.on_failing_path:
+            column.append(None)
+        column.append(node.id)
     w, h, gap_x, gap_y, pad = 190, 40, 70, 22, 20
     pos: dict[str, tuple[float, float]] = {}
     for col, ids in columns.items():
         for row, nid in enumerate(ids):
-            pos[nid] = (pad + col * (w + gap_x), pad + row * (h + gap_y))
+            if nid is not None:
+                pos[nid] = (pad + col * (w + gap_x), pad + row * (h + gap_y))
     width = pad * 2 + (max(columns) + 1) * (w + gap_x) - gap_x
     height = pad * 2 + max(len(ids) for ids in columns.values()) * (h + gap_y) - gap_y
     parts = [
