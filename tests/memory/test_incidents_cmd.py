@@ -38,34 +38,39 @@ def data_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def _env() -> dict[str, str]:
-    # No Redis from the machine's environment: these tests pick the source themselves.
-    return {"KUBEMEDIC_REDIS__URL": ""}
+#: No Redis from the machine's environment: these tests choose the source themselves.
+NO_REDIS: dict[str, str | None] = {"KUBEMEDIC_REDIS__URL": None}
 
 
 def test_list_without_redis_reads_the_transcripts(data_dir: Path) -> None:
-    result = runner.invoke(app, ["incidents", "list", "--data-dir", str(data_dir), "--json"])
+    result = runner.invoke(
+        app, ["incidents", "list", "--data-dir", str(data_dir), "--json"], env=NO_REDIS
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
     assert "no Redis configured" in doc["source"]
     assert [r["incident_id"] for r in doc["incidents"]] == ["inc-cascade", "inc-oom"]
     assert doc["incidents"][0]["cause_kind"] == "scaled_to_zero"
 
-    table = runner.invoke(app, ["incidents", "list", "--data-dir", str(data_dir)])
+    table = runner.invoke(app, ["incidents", "list", "--data-dir", str(data_dir)], env=NO_REDIS)
     assert table.exit_code == 0
     assert "inc-cascade" in table.output
     assert "scaled_to_zero" in table.output
 
 
 def test_show_one_incident(data_dir: Path) -> None:
-    result = runner.invoke(app, ["incidents", "show", "inc-oom", "--data-dir", str(data_dir)])
+    result = runner.invoke(
+        app, ["incidents", "show", "inc-oom", "--data-dir", str(data_dir)], env=NO_REDIS
+    )
     assert result.exit_code == 0, result.output
     assert "root cause: oom in Deployment/shop/cartservice" in result.output
     assert "set_resources Deployment/shop/cartservice" in result.output
     assert "applied, recovered in 2.0 min" in result.output
     assert "kubemedic postmortem inc-oom" in result.output
 
-    missing = runner.invoke(app, ["incidents", "show", "nope", "--data-dir", str(data_dir)])
+    missing = runner.invoke(
+        app, ["incidents", "show", "nope", "--data-dir", str(data_dir)], env=NO_REDIS
+    )
     assert missing.exit_code == 1
     assert "no incident 'nope'" in missing.output
 
