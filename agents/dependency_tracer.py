@@ -50,9 +50,9 @@ EdgeVia = Literal["env", "trace", "endpoints", "route", "selector"]
 _EDGE_VIAS = ("env", "trace", "endpoints", "route", "selector")
 
 #: How far back the metrics look; the baseline is everything before the recent window.
-METRICS_MINUTES = 30
+METRICS_MINUTES = 20
 #: Metric resolution: fine enough to date an onset within a quarter minute.
-METRICS_STEP_S = 15
+METRICS_STEP_S = 20
 #: Services and workloads whose metrics are read at most (focus and its graph first).
 MAX_METRIC_TARGETS = 60
 #: A Deployment revision created this long before the onset still counts as "right before".
@@ -840,7 +840,14 @@ def _targets(snap: Snapshot) -> list[dict[str, Any]]:
 
 
 def metric_subject(snap: Snapshot, service: ObjectRef) -> ObjectRef:
-    """The component a Service's golden signals describe: its one backing workload, else itself."""
+    """The component a Service's golden signals describe: its one backing workload, else itself
+    (also when an HTTPRoute splits the Service's traffic across other Services)."""
+    routed = any(
+        k.startswith("Service/") and k != service.key
+        for k in snap.graph.backs.get(service.key, set())
+    )
+    if routed:
+        return service
     return snap.index.serving_workload(service) or service
 
 
@@ -964,7 +971,33 @@ def _pod_series(
     return out
 
 
+#: A container using this share of its CPU or memory limit now gets its history read.
+HOT_CPU_PCT = 45.0
+HOT_MEMORY_PCT = 70.0
+
+
+async def hot_workloads(ctx: AgentContext, snap: Snapshot) -> set[str] | None:
+    """Workloads whose containers run hot now (metrics.k8s.io), or None when it cannot say:
+    the history of every container is expensive to read; the cold ones need none."""
+    hot: set[str] = set()
+    for ns in snap.scope.namespaces:
+        data = await sg.read(ctx, "top_pods", {"namespace": ns, "limit": 500}, [], snap.log)
+        if data is None:
+            return None
+        for row in data:
+            cpu = float(row.get("cpu_pct_of_limit") or 0.0)
+            mem = float(row.get("memory_pct_of_limit") or 0.0)
+            if cpu >= HOT_CPU_PCT or mem >= HOT_MEMORY_PCT:
+                hot.add(snap.owner_of("Pod", ns, str(row.get("pod"))).key)
+    for pod in snap.pods:
+        if int(pod.get("restarts") or 0) > 0:
+            hot.add(sg.workload_ref(pod).key)
+    return hot
+
+
 async def resource_metrics(ctx: AgentContext, snap: Snapshot, book: EvidenceBook) -> None:
+    hot = await hot_workloads(ctx, snap)
+
     async def one(w: Mapping[str, Any]) -> None:
         subject = sg.ref(
             str(w.get("kind") or "Deployment"), str(w.get("namespace")), str(w.get("name"))
@@ -1055,7 +1088,8 @@ async def resource_metrics(ctx: AgentContext, snap: Snapshot, book: EvidenceBook
                     recent=t.recent,
                 )
 
-    await asyncio.gather(*(one(w) for w in snap.workloads[:MAX_METRIC_TARGETS]))
+    wanted = [w for w in snap.workloads if hot is None or _wkey(w) in hot]
+    await asyncio.gather(*(one(w) for w in wanted[:MAX_METRIC_TARGETS]))
 
 
 def _merge_mean(series: Sequence[Sequence[tuple[datetime, float]]]) -> list[tuple[datetime, float]]:
@@ -1462,6 +1496,16 @@ def route_health(snap: Snapshot, book: EvidenceBook) -> None:
                 rule_index=int(rule.get("index") or 0),
                 weights=weights,
                 failing=[str(b.get("name")) for b, _ in failing],
+                failing_workloads=[
+                    w.key
+                    for b, _ in failing
+                    if (
+                        w := snap.index.serving_workload(
+                            sg.ref("Service", str(b.get("namespace") or ns), str(b.get("name")))
+                        )
+                    )
+                    is not None
+                ],
                 healthy=[str(b.get("name")) for b in healthy],
                 failing_evidence=[ev.id for _, ev in failing],
             )
@@ -1535,6 +1579,10 @@ def _admits(pol: Mapping[str, Any], snap: Snapshot, caller_key: str) -> bool:
 # -- localization ---------------------------------------------------------------------------------
 
 
+#: A Service's own configuration faults (its callers never reach what is behind it).
+_SERVICE_FAULTS = frozenset({"target_port_mismatch", "selector_mismatch", "missing_service"})
+
+
 def is_anomaly(ev: Evidence) -> bool:
     """Evidence that the component misbehaves now (not context, not a weak hint)."""
     return ev.severity >= 0.45 and (
@@ -1578,6 +1626,16 @@ def localize(
                 blamed_by.setdefault(
                     sg.ref("Service", ev.subject.namespace, str(sid)).key, set()
                 ).add(ev.subject.key)
+        # A workload's symptoms measured at a Service in front of it are the Service's when
+        # the Service itself is misconfigured (callers never reach the workload).
+        svc = ev.data.get("service")
+        if (
+            isinstance(svc, str)
+            and svc != ev.subject.key
+            and ev.signal in sg.SYMPTOM_SIGNALS
+            and any(e.signal in _SERVICE_FAULTS and is_anomaly(e) for e in groups.get(svc, []))
+        ):
+            blamed_by.setdefault(ev.subject.key, set()).add(svc)
         if ev.signal == "network_policy_blocks" and ev.severity >= 0.5:
             blamed_by.setdefault(str(ev.data.get("selects")), set()).add(ev.subject.key)
             for c in ev.data.get("blocked") or []:

@@ -110,7 +110,7 @@ async def analyse(state: IncidentState, ctx: AgentContext) -> AnalystResult:
     log = sg.ToolLog()
     scope = await sg.resolve_scope(state, ctx, log.problems)
     snap = await sg.take_snapshot(
-        ctx, scope, parts=("workloads", "pods", "services", "events", "graph"), log=log
+        ctx, scope, parts=("workloads", "pods", "services", "events"), log=log
     )
     book = EvidenceBook("log", NODE, state.evidence)
     reference = scope.alert_start or snap.now
@@ -333,11 +333,31 @@ def normalize_level(level: str) -> str:
     return "unknown"
 
 
+_LEVEL_WORD = re.compile(
+    r"\b(fatal|panic|critical|crit|emerg|error|err|exception|traceback|failed|failure|severe|"
+    r"warn|warning|debug|trace|info|notice)\b"
+)
+_WORD_LEVEL = {
+    **dict.fromkeys(("fatal", "panic", "critical", "crit", "emerg"), "fatal"),
+    **dict.fromkeys(
+        ("error", "err", "exception", "traceback", "failed", "failure", "severe"), "error"
+    ),
+    **dict.fromkeys(("warn", "warning"), "warning"),
+    **dict.fromkeys(("debug", "trace"), "debug"),
+    **dict.fromkeys(("info", "notice"), "info"),
+}
+
+
 def level_of(text: str) -> str:
-    for name, pattern in sg.LEVEL_WORDS:
-        if pattern.search(text[:400]):
-            return name
-    return "unknown"
+    """The most severe level word in the start of a line (one pass of one pattern)."""
+    best = "unknown"
+    for word in _LEVEL_WORD.findall(text[:300].lower()):
+        level = _WORD_LEVEL[word]
+        if _LEVEL_ORDER[level] > _LEVEL_ORDER[best] or best == "unknown":
+            best = level
+            if level == "fatal":
+                break
+    return best
 
 
 LevelName = Literal["debug", "info", "warning", "error", "fatal", "unknown"]

@@ -430,14 +430,20 @@ def assess(c: Candidate, x: _Ctx) -> Assessment | None:
         weights = dict(ev.data.get("weights") or {})
         failing = list(ev.data.get("failing") or [])
         new = {b: (0 if b in failing else max(1, w)) for b, w in weights.items()}
+        workloads = [sg.ref_from_key(str(k)) for k in ev.data.get("failing_workloads") or []]
+        # The bad code is the canary's; the route is the lever that takes traffic off it.
+        root = workloads[0] if len(workloads) == 1 else s
+        backing = x.of(root.key) if root != s else []
         return Assessment(
             hyp(
                 "bad_canary",
-                max(conf, 0.8),
-                f"HTTPRoute {s.namespace}/{s.name} sends traffic to failing backend(s) "
-                f"{', '.join(failing)}",
-                _ids([ev], support),
+                max(conf, 0.85),
+                f"the canary backend(s) {', '.join(failing)} of HTTPRoute {s.namespace}/{s.name} "
+                "fail while the other backends are healthy: the canary's release is bad",
+                _ids([ev], support, [e for e in backing if e.severity >= 0.45]),
+                root=root,
             ),
+            also=[s] if root != s else [],
             options=[
                 Option(
                     "shift_traffic",
@@ -720,6 +726,18 @@ def assess_workload(
     oom = _first(x.of(s.key, "oom_killed"))
     growth = _first(x.of(s.key, "memory_growth"))
     if oom is not None:
+        if rollback and rev is not None and not rev.data.get("changed_images"):
+            # The new revision kept the images: its resources (or config) changed, not its code.
+            return Assessment(
+                hyp(
+                    "oom",
+                    max(conf, 0.85),
+                    f"{s} is OOMKilled since a change that kept its images (a lower memory "
+                    f"limit or a heavier configuration){rev_note}",
+                    _ids([oom], [growth] if growth else [], [rev], support),
+                ),
+                options=rollback,
+            )
         if rollback:
             return Assessment(
                 hyp(
@@ -1520,7 +1538,7 @@ def _independent(a: Assessment, d: Diagnosis, acted: Sequence[str], graph: Graph
     if h.cause_kind in SELF_EVIDENT:
         return True
     key = h.root_cause.key
-    related = graph.dependencies(key) | graph.dependents(key)
+    related = graph.dependencies(key) | graph.dependents(key) | graph.services_of(key)
     return not any(k in related for k in acted)
 
 

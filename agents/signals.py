@@ -597,7 +597,12 @@ _URL = re.compile(r"\b[a-z][a-z0-9+.\-]*://(?:[^@/\s]+@)?([a-zA-Z0-9.\-]+)(?::(\
 _IPV4 = re.compile(r"\b((?:25[0-5]|2[0-4]\d|1?\d?\d)(?:\.(?:25[0-5]|2[0-4]\d|1?\d?\d)){3})\b")
 # "lookup currencyservice on 10.96.0.10:53: no such host": the name is the dependency; the
 # address after "on" is the cluster's DNS server, not a dependency.
-_DNS_LOOKUP = re.compile(r"lookup\s+([a-zA-Z0-9.\-]+)(?:\s+on\s+[0-9a-fA-F.:\[\]]+)?")
+_DNS_LOOKUP = re.compile(
+    r"lookup\s+([a-zA-Z0-9.\-]+)(?:\s+on\s+[0-9a-fA-F.:\[\]]+)?:\s*"
+    r"(?:no such host|server misbehaving|i/o timeout|temporary failure|no answer|nxdomain|"
+    r"connection refused|read udp)",
+    re.IGNORECASE,
+)
 _RESOLVE = re.compile(
     r"(?:could not resolve|cannot resolve|unknown host|getaddrinfo \w+)"
     r"[^a-zA-Z0-9]+([a-zA-Z0-9.\-]+)",

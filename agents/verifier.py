@@ -148,8 +148,16 @@ def targets_of(state: IncidentState) -> Targets:
         roots = [h.root_cause for h in plan.hypotheses if h.id in acted] or [
             h.root_cause for h in plan.hypotheses[:1]
         ]
+    drained: set[str] = set()
     for ex in executed:
         target = ex.action.target
+        if ex.action.action == "shift_traffic":
+            weights = getattr(ex.action.params, "weights", {}) or {}
+            drained |= {
+                sg.ref("Service", target.namespace, name).key
+                for name, weight in weights.items()
+                if weight == 0
+            }
         ref = sg.ref(target.kind, target.namespace, target.name)
         if target.kind in sg.WORKLOAD_KINDS:
             _add(t.workloads, ref)
@@ -195,6 +203,8 @@ def targets_of(state: IncidentState) -> Targets:
             name = incident.alert.labels.get(key, "")
             if name and sg.is_dns_label(name) and ns:
                 _add(t.services, sg.ref("Service", ns, name))
+    # A backend the plan took all traffic off is no longer on the path (nor what only it runs).
+    t.services = [r for r in t.services if r.key not in drained]
     for r in [*t.workloads, *t.services, *t.endpoints]:
         if r.namespace and r.namespace not in t.namespaces:
             t.namespaces.append(r.namespace)
