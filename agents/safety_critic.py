@@ -29,6 +29,7 @@ reject outright.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
@@ -267,7 +268,7 @@ def _check_action(
         revise.append(f"{label}: cites no evidence")
     elif is_write(action):
         root = hypothesis.root_cause if hypothesis else None
-        about = [e for e in cited if _related(e.subject, action, edges)]
+        about = [e for e in cited if _related(e.subject, action, edges) or _mentions(e, action)]
         if not about and not (root is not None and _related(root, action, edges)):
             named = ", ".join(sorted({str(e.subject) for e in cited})) or "nothing that exists"
             revise.append(
@@ -388,6 +389,17 @@ def _related(subject: ObjectRef, action: Action, edges: set[tuple[str, str]]) ->
     if t.kind == "Node" and subject.kind == "Node":
         return subject.name == t.name
     return any((subject_key, key) in edges for key in targets)
+
+
+def _mentions(e: Evidence, action: Action) -> bool:
+    """Whether the evidence names the target itself (a node's evidence listing its stuck pods).
+
+    The whole name, not a part of another (`cart` is not in `cartservice`).
+    """
+    name = re.escape(action.target.name)
+    pattern = re.compile(rf"(?<![\w.-]){name}(?![\w-])")
+    text = e.summary + " " + json.dumps(e.data, default=str)
+    return bool(pattern.search(text))
 
 
 async def _blast_radius(label: str, action: Action, ctx: AgentContext) -> str:

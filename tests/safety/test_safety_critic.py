@@ -297,6 +297,27 @@ def test_evidence_about_a_dependency_counts(ctx: AgentContext) -> None:
     assert linked.verdict == "approve", linked.reasons
 
 
+def test_evidence_that_names_the_target_counts(ctx: AgentContext) -> None:
+    """A node's evidence lists the pods stuck on it: deleting one of them rests on it."""
+    pod = "adservice-6ffdcfd76b-5zh5j"
+    node = Evidence(
+        id="node-1",
+        source="status",
+        signal="node_not_ready",
+        subject=ObjectRef(kind="Node", name="node-1"),
+        summary="node node-1 is NotReady with 1 pod on it",
+        data={"pods": [{"pod": pod, "namespace": NS}]},
+    )
+    s = state(with_(act("delete_pod", "Pod", pod), evidence_ids=["node-1"]))
+    s.evidence.append(node)
+    assert verdict_of(ctx, s).verdict == "approve"
+    # A name that only contains the target's is not a mention of it.
+    other = with_(act("delete_pod", "Pod", "adservice-6ffdcfd76b"), evidence_ids=["node-1"])
+    s2 = state(other)
+    s2.evidence.append(node)
+    assert verdict_of(ctx, s2).verdict == "revise"
+
+
 def test_stricter_keeps_the_floor() -> None:
     approve = CriticAnswer(verdict="approve", reasons=["model: fine"])
     reject = CriticAnswer(verdict="reject", reasons=["fixed: kube-system"])
