@@ -16,11 +16,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from policies.context import HARD_MAX_REPLICAS
-from state import ActionName, format_validation_error
+from state import ActionName, dns1123_label, format_validation_error
 
 DEFAULT_FILE = Path(__file__).with_name("default.yaml")
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_NAMESPACE_PATTERN = re.compile(r"^[a-z0-9*?][-a-z0-9*?]{0,62}$")
 _HHMM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
 
 
@@ -111,6 +112,31 @@ class PolicyLimits(BaseModel):
     #: How long an approval request stays answerable; a later answer is refused and the
     #: plan must be gated again.
     approval_ttl_s: float = Field(default=3600.0, gt=0)
+
+    @field_validator("protected_namespaces")
+    @classmethod
+    def _namespaces(cls, names: list[str]) -> list[str]:
+        for name in names:
+            dns1123_label(name)
+        return names
+
+    @field_validator("autonomous_namespaces")
+    @classmethod
+    def _patterns(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            if not _NAMESPACE_PATTERN.match(pattern):
+                raise ValueError(
+                    f"{pattern!r} is not a namespace or a pattern of one (letters, digits, "
+                    "'-', and the wildcards '*' and '?')"
+                )
+        return patterns
+
+    @field_validator("approvers")
+    @classmethod
+    def _approvers(cls, approvers: list[str]) -> list[str]:
+        if any(not a.strip() for a in approvers):
+            raise ValueError("an approver must be named (no empty entries)")
+        return approvers
 
 
 class PolicyFileError(ValueError):

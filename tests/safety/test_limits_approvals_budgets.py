@@ -39,6 +39,9 @@ def test_the_default_file_is_valid_and_matches_the_model_defaults() -> None:
         ("- just\n- a list\n", "mapping at the top level"),
         ("max_actions_per_incident: [\n", "not valid YAML"),
         ("approval_ttl_s: 0\n", "approval_ttl_s"),
+        ("protected_namespaces: [Prod_DB]\n", "protected_namespaces"),
+        ("autonomous_namespaces: ['shop/*']\n", "autonomous_namespaces"),
+        ("approvers: ['']\n", "approvers"),
     ],
 )
 def test_an_invalid_policy_file_stops_start_up_naming_the_field(
