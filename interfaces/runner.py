@@ -319,8 +319,12 @@ async def run_scenario(
     progress: Callable[[str, str], None] | None = None,
     on_event: EventSink | None = None,
     on_twin: Callable[[Twin], None] | None = None,
+    nodes: Mapping[str, Any] | None = None,
 ) -> ScenarioRun:
-    """Run one scenario end to end and score it (see the module docstring)."""
+    """Run one scenario end to end and score it (see the module docstring).
+
+    `nodes` replaces graph nodes by name (graph.build_graph), for ablations and tests.
+    """
     settings = settings or Settings()
     sc = load_scenario(scenario)
     wall0 = time.monotonic()
@@ -337,7 +341,7 @@ async def run_scenario(
                 agent_context(settings, box, clock, progress=progress) as ctx,
                 open_checkpointer(settings) as saver,
             ):
-                graph = compile_graph(saver)
+                graph = compile_graph(saver, nodes)
                 run = await drive(
                     graph,
                     {"input": first},
