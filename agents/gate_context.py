@@ -20,7 +20,7 @@ from agents.context import AgentContext
 from memory.base import MemoryStoreError
 from policies.budgets import WRITE_STATUSES
 from policies.context import GateContext, PastAction, PdbInfo, PodInfo
-from state import Action, IncidentState, ObjectRef
+from state import Action, IncidentState, ObjectRef, PatchServiceAction
 
 #: Workload kinds describe_workload reads.
 _WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet")
@@ -174,12 +174,40 @@ class _Reader:
                 "HTTPRoute": "list_httproutes",
             }[kind]
             data = await self.call(tool, {"namespace": t.namespace, "name": t.name})
-            self.found(kind, data if data is None or data is _NOT_FOUND else _named(data, t.name))
+            rows = data if data is None or data is _NOT_FOUND else _named(data, t.name)
+            self.found(kind, rows)
             if self.fields.get("target_exists"):
                 self.fields["workload"] = ObjectRef(
                     kind=kind, namespace=t.namespace or "", name=t.name
                 )
+                if isinstance(action, PatchServiceAction) and isinstance(rows, list):
+                    await self.service(action, rows[0])
         self.fields["read_errors"] = list(self.errors)
+
+    async def service(self, action: PatchServiceAction, row: Mapping[str, Any]) -> None:
+        """The pods the patched Service would select, and the ports the selected ones declare."""
+        selector = action.params.selector
+        if selector is None:
+            count = row.get("selected_pods")
+            self.fields["service_selected_pods"] = count if isinstance(count, int) else None
+            declared: list[int | str] = []
+            for port in row.get("declared_container_ports") or []:
+                if isinstance(port.get("containerPort"), int):
+                    declared.append(port["containerPort"])
+                if isinstance(port.get("name"), str):
+                    declared.append(port["name"])
+            self.fields["service_declared_ports"] = declared
+            return
+        label_selector = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+        result = await self.ctx.toolbox.acall(
+            "list_pods",
+            {"namespace": action.target.namespace, "label_selector": label_selector, "limit": 20},
+        )
+        if result.status in ("success", "no_data"):
+            live = [p for p in result.data or [] if not p.get("deleting_since")]
+            self.fields["service_selected_pods"] = len(live) if not result.truncated else 1
+        else:
+            self.errors.append(f"list_pods {label_selector!r}: {result.error or result.status}")
 
     def found(self, kind: str, data: Any) -> None:
         if data is None:

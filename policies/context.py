@@ -112,6 +112,12 @@ class GateContext(BaseModel):
     #: at least one).
     schedulable_nodes: int | None = None
 
+    #: For patch_service: the pods the Service's selector would select after the patch
+    #: (its new selector, or its current one when only ports change), and the container
+    #: ports (numbers and names) those pods declare.
+    service_selected_pods: int | None = None
+    service_declared_ports: list[int | str] | None = None
+
     # -- what kubemedic did -------------------------------------------------------------
     #: Writes already carried out in this incident.
     executed_in_incident: list[PastAction] = Field(default_factory=list)

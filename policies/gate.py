@@ -323,6 +323,8 @@ def _invariants(action: Action, context: GateContext, limits: PolicyLimits) -> l
             out.append(f"{t} has no revision {wanted_rev} (revisions: {known})")
         elif wanted_rev == context.current_revision:
             out.append(f"revision {wanted_rev} is already the current revision of {t}")
+    elif isinstance(action, PatchServiceAction):
+        out += _service_patch(action, context)
     elif isinstance(action, CordonAction) and (
         context.schedulable_nodes is None or context.schedulable_nodes < 1
     ):
@@ -332,6 +334,32 @@ def _invariants(action: Action, context: GateContext, limits: PolicyLimits) -> l
             else "how many nodes stay schedulable is unknown: cordon fails closed"
         )
     return out
+
+
+def _service_patch(action: PatchServiceAction, context: GateContext) -> list[str]:
+    """A Service is never pointed at nothing: its selector selects pods, its ports exist."""
+    t = action.target
+    if context.service_selected_pods is None:
+        return [f"which pods {t} would select is unknown: the patch cannot be checked"]
+    if context.service_selected_pods == 0:
+        selector = action.params.selector
+        return [
+            f"{t} would select no pod"
+            + (f" with selector {dict(selector)}" if selector is not None else "")
+        ]
+    declared = context.service_declared_ports
+    if action.params.selector is None and declared:
+        # The ports the selected pods declare are known only for the pods selected now; with
+        # a new selector, a person checks the ports against the dry-run.
+        missing = [
+            str(fix.target_port)
+            for fix in action.params.ports or []
+            if fix.target_port not in declared
+        ]
+        if missing:
+            have = ", ".join(str(p) for p in declared)
+            return [f"targetPort {', '.join(missing)} is declared by no pod {t} selects ({have})"]
+    return []
 
 
 def _pod_deletion(action: DeletePodAction, context: GateContext) -> list[str]:

@@ -56,9 +56,11 @@ LOOSEST = PolicyLimits(
 )
 
 restart = act("restart", "Deployment", "cart")
-svc_ctx = {
+svc_ctx: dict[str, Any] = {
     "target_kind": "Service",
     "workload": ObjectRef(kind="Service", namespace="shop", name="cart"),
+    "service_selected_pods": 2,
+    "service_declared_ports": [8080, "http"],
 }
 
 # (id, action, context, expected decision, phrase in the reasons)
@@ -250,6 +252,27 @@ HARD: list[tuple[str, Action, GateContext, str, str]] = [
         ctx(target_kind="Node", workload=None, schedulable_nodes=0),
         "deny",
         "no Ready, schedulable node",
+    ),
+    (
+        "point a Service at nothing",
+        act("patch_service", "Service", "cart", selector={"app": "typo"}),
+        ctx(**{**svc_ctx, "service_selected_pods": 0}),
+        "deny",
+        "would select no pod",
+    ),
+    (
+        "a Service patch that cannot be checked",
+        act("patch_service", "Service", "cart", selector={"app": "cart"}),
+        ctx(**{**svc_ctx, "service_selected_pods": None}),
+        "deny",
+        "unknown",
+    ),
+    (
+        "a targetPort no pod declares",
+        act("patch_service", "Service", "cart", ports=[{"port": 80, "target_port": 9999}]),
+        ctx(**svc_ctx),
+        "deny",
+        "declared by no pod",
     ),
     (
         "target does not exist",
@@ -460,6 +483,14 @@ TUNABLE: list[tuple[str, Action, GateContext, PolicyLimits, str, str]] = [
         DEFAULT,
         "allow",
         "auto_actions",
+    ),
+    (
+        "fix a targetPort to a declared port name",
+        act("patch_service", "Service", "cart", ports=[{"port": 80, "target_port": "http"}]),
+        ctx(**svc_ctx),
+        DEFAULT,
+        "needs_approval",
+        "not in auto_actions",
     ),
     (
         "patch a Service: approval by default",

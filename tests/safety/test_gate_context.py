@@ -196,6 +196,25 @@ def test_a_pod_is_judged_with_its_workload_and_pdbs(twin: Twin, ctx: AgentContex
         cluster.delete(cluster.rt("PodDisruptionBudget"), NS, "cart-pdb")
 
 
+def test_a_service_patch_is_judged_by_what_it_would_select(ctx: AgentContext) -> None:
+    typo = act("patch_service", "Service", "cartservice", selector={"app": "cartservize"})
+    gc = gather(ctx, state_for(), typo)
+    assert gc.service_selected_pods == 0
+    assert evaluate(typo, gc, ctx.limits).decision == "deny"
+    right = act("patch_service", "Service", "cartservice", selector={"app": "cartservice"})
+    gc = gather(ctx, state_for(), right)
+    assert gc.service_selected_pods == 1
+    assert evaluate(right, gc, ctx.limits).decision == "needs_approval"
+    port = act(
+        "patch_service", "Service", "cartservice", ports=[{"port": 7070, "target_port": 7071}]
+    )
+    gc = gather(ctx, state_for(), port)
+    assert gc.service_declared_ports == [7070]
+    decision = evaluate(port, gc, ctx.limits)
+    assert decision.decision == "deny"
+    assert "7071 is declared by no pod" in decision.reasons[0]
+
+
 def test_a_node_is_judged_with_the_others(ctx: AgentContext) -> None:
     action = act("cordon", "Node", "node-1", namespace=None)
     gc = gather(ctx, state_for(), action)
