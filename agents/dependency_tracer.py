@@ -1668,7 +1668,7 @@ def localize(
             explainers.add(d)
         # The Service in front of a workload is explained by the workload; a workload is not
         # explained by the Services that front it (they are upstream of it).
-        explainers -= graph.services_of(key)
+        explainers -= graph.services_of(key) - blamed_by.get(key, set())
         explainers = {
             d
             for d in explainers

@@ -101,7 +101,9 @@ async def planner(state: IncidentState, runtime: Runtime[AgentContext]) -> dict[
                 f"{len(fresh)} new evidence items",
             )
         )
-    evidence = [*state.evidence, *fresh]
+    # After a failed verification the fresh reading replaces the old one: what was true before
+    # the action (a workload at zero replicas, a crash loop) may no longer be.
+    evidence = fresh or list(state.evidence)
     diagnosis = diagnose(state, evidence, now)
     plan = make_plan(state, diagnosis, ctx.limits)
     tokens: TokenUsage | None = None
@@ -192,13 +194,17 @@ class Option:
     action: str
     spec: Spec
     note: str = ""
+    #: Evidence about this action's own target, cited first (a pod's, when the hypothesis
+    #: is about its node).
+    evidence_ids: list[str] = field(default_factory=list)
 
     def build(self, hypothesis_id: str, evidence_ids: list[str]) -> dict[str, Any]:
+        ids = [*self.evidence_ids, *(e for e in evidence_ids if e not in self.evidence_ids)]
         return _action(
             self.action,
             self.spec.target,
             hypothesis_id,
-            evidence_ids,
+            ids[:12],
             self.spec.params,
             self.spec.effect,
             self.spec.verification,
@@ -1185,6 +1191,12 @@ def node_failure(c: Candidate, ev: Evidence, x: _Ctx, h: Hypothesis) -> Assessme
                     f"{p.get('workload')} has all replicas ready on other nodes",
                 ),
                 note="one pod per workload",
+                evidence_ids=[
+                    e.id
+                    for e in x.of(str(p.get("workload")), "pods_on_failed_node")
+                    if e.data.get("pod") == p.get("pod")
+                ]
+                + [e.id for e in x.of(str(p.get("workload"))) if is_anomaly(e)][:3],
             )
         )
     taints = [str(t) for t in ev.data.get("taints") or []]

@@ -683,7 +683,7 @@ _CONFIG_KEY = (
         re.IGNORECASE,
     ),
     re.compile(
-        r"(?:missing|undefined|unset)\s+(?:required\s+)?(?:config(?:uration)?\s+|env(?:ironment)?\s+)?"
+        r"(?:missing|undefined|unset)\s+(?:required\s+)?(?:(?:config(?:uration)?|env(?:ironment)?)\s*)?"
         r"(?:key|variable|var|setting|value)?\s*[:=]?\s*[\"'`]?([A-Z_][A-Z0-9_]{2,80})[\"'`]?",
     ),
     re.compile(r"couldn't find key ([A-Za-z0-9_.\-]+) in (?:ConfigMap|Secret) ([a-z0-9.\-/]+)"),
