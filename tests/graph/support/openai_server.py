@@ -12,8 +12,8 @@ the next step of a script:
 
 It records every request body, so tests can check what the client sent (the
 tools it bound, the response_format, max_tokens, the tool messages). When the
-script runs out it answers HTTP 500 naming the request number, so a test that
-made more calls than scripted fails loudly.
+script runs out it answers with `default`, or else HTTP 500 naming the request
+number, so a test that made more calls than scripted fails loudly.
 """
 
 from __future__ import annotations
@@ -69,8 +69,10 @@ def slow(seconds: float, then: Step) -> Step:
 class ScriptedOpenAI:
     """The server; `base_url` is what ChatOpenAI's `base_url` takes."""
 
-    def __init__(self, script: list[Step] | None = None) -> None:
+    def __init__(self, script: list[Step] | None = None, *, default: Step | None = None) -> None:
         self.script: list[Step] = list(script or [])
+        #: The answer once the script has run out (None: HTTP 500, so extra calls fail loudly).
+        self.default = default
         self.requests: list[dict[str, Any]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -96,7 +98,7 @@ class ScriptedOpenAI:
         with self._lock:
             self.requests.append(body)
             number = len(self.requests)
-            step = self.script.pop(0) if self.script else None
+            step = self.script.pop(0) if self.script else self.default
         if step is None:
             return _error(500, f"script exhausted at request {number}")
         if step.delay_s:
@@ -183,8 +185,8 @@ def _error(code: int, message: str, headers: dict[str, str] | None = None) -> we
 
 
 @contextmanager
-def scripted_openai(*steps: Step) -> Iterator[ScriptedOpenAI]:
-    server = ScriptedOpenAI(list(steps)).start()
+def scripted_openai(*steps: Step, default: Step | None = None) -> Iterator[ScriptedOpenAI]:
+    server = ScriptedOpenAI(list(steps), default=default).start()
     try:
         yield server
     finally:
