@@ -20,7 +20,7 @@ from agents.context import AgentContext
 from memory.base import MemoryStoreError
 from policies.budgets import WRITE_STATUSES
 from policies.context import GateContext, PastAction, PdbInfo, PodInfo
-from state import Action, IncidentState, ObjectRef, PatchServiceAction
+from state import Action, IncidentState, ObjectRef, PatchServiceAction, ShiftTrafficAction
 
 #: Workload kinds describe_workload reads.
 _WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet")
@@ -182,6 +182,8 @@ class _Reader:
                 )
                 if isinstance(action, PatchServiceAction) and isinstance(rows, list):
                     await self.service(action, rows[0])
+                if isinstance(action, ShiftTrafficAction) and isinstance(rows, list):
+                    self.fields["route_weights"] = _rule_weights(rows[0], action.params.rule_index)
         self.fields["read_errors"] = list(self.errors)
 
     async def service(self, action: PatchServiceAction, row: Mapping[str, Any]) -> None:
@@ -319,6 +321,17 @@ class _NotFound:
 
 
 _NOT_FOUND = _NotFound()
+
+
+def _rule_weights(route: Mapping[str, Any], index: int) -> dict[str, int] | None:
+    rule = next((r for r in route.get("rules") or [] if r.get("index") == index), None)
+    if rule is None:
+        return None
+    return {
+        str(b.get("name")): int(b.get("weight", 1))
+        for b in rule.get("backends") or []
+        if isinstance(b.get("weight", 1), int)
+    }
 
 
 def _named(data: Any, name: str) -> list[Any]:

@@ -118,6 +118,10 @@ class GateContext(BaseModel):
     service_selected_pods: int | None = None
     service_declared_ports: list[int | str] | None = None
 
+    #: For shift_traffic: backend -> weight of the route's rule now (None: unknown, or no
+    #: such rule).
+    route_weights: dict[str, int] | None = None
+
     # -- what kubemedic did -------------------------------------------------------------
     #: Writes already carried out in this incident.
     executed_in_incident: list[PastAction] = Field(default_factory=list)

@@ -325,6 +325,8 @@ def _invariants(action: Action, context: GateContext, limits: PolicyLimits) -> l
             out.append(f"revision {wanted_rev} is already the current revision of {t}")
     elif isinstance(action, PatchServiceAction):
         out += _service_patch(action, context)
+    elif isinstance(action, ShiftTrafficAction):
+        out += _traffic_shift(action, context)
     elif isinstance(action, CordonAction) and (
         context.schedulable_nodes is None or context.schedulable_nodes < 1
     ):
@@ -359,6 +361,21 @@ def _service_patch(action: PatchServiceAction, context: GateContext) -> list[str
         if missing:
             have = ", ".join(str(p) for p in declared)
             return [f"targetPort {', '.join(missing)} is declared by no pod {t} selects ({have})"]
+    return []
+
+
+def _traffic_shift(action: ShiftTrafficAction, context: GateContext) -> list[str]:
+    """A route keeps serving: the weights name its backends and do not all drop to zero."""
+    t = action.target
+    now = context.route_weights
+    if now is None:
+        return [f"the backends of rule {action.params.rule_index} of {t} are unknown"]
+    unknown = sorted(set(action.params.weights) - set(now))
+    if unknown:
+        return [f"rule {action.params.rule_index} of {t} has no backend {', '.join(unknown)}"]
+    after = {**now, **action.params.weights}
+    if sum(after.values()) <= 0:
+        return [f"every backend of {t} would get weight 0: the route would serve nothing"]
     return []
 
 

@@ -215,6 +215,43 @@ def test_a_service_patch_is_judged_by_what_it_would_select(ctx: AgentContext) ->
     assert "7071 is declared by no pod" in decision.reasons[0]
 
 
+def test_a_traffic_shift_is_judged_by_the_routes_backends(twin: Twin, ctx: AgentContext) -> None:
+    cluster = twin.cluster
+    rt = cluster.rt("HTTPRoute", "gateway.networking.k8s.io/v1")
+    cluster.create(
+        rt,
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": "cart-route", "namespace": NS},
+            "spec": {
+                "parentRefs": [{"group": "", "kind": "Service", "name": "cartservice"}],
+                "rules": [
+                    {
+                        "backendRefs": [
+                            {"name": "cartservice", "port": 7070, "weight": 80},
+                            {"name": "cart-canary", "port": 7070, "weight": 20},
+                        ]
+                    }
+                ],
+            },
+        },
+    )
+    try:
+        off = act("shift_traffic", "HTTPRoute", "cart-route", weights={"cart-canary": 0})
+        gc = gather(ctx, state_for(), off)
+        assert gc.route_weights == {"cartservice": 80, "cart-canary": 20}
+        assert evaluate(off, gc, ctx.limits).decision == "needs_approval"
+        dark = act(
+            "shift_traffic", "HTTPRoute", "cart-route", weights={"cartservice": 0, "cart-canary": 0}
+        )
+        decision = evaluate(dark, gather(ctx, state_for(), dark), ctx.limits)
+        assert decision.decision == "deny"
+        assert "serve nothing" in decision.reasons[0]
+    finally:
+        cluster.delete(rt, NS, "cart-route")
+
+
 def test_a_node_is_judged_with_the_others(ctx: AgentContext) -> None:
     action = act("cordon", "Node", "node-1", namespace=None)
     gc = gather(ctx, state_for(), action)
