@@ -232,8 +232,16 @@ class _Reader:
         if isinstance(desired, int):
             self.fields["current_replicas"] = desired
         images: dict[str, list[str]] = {}
+        resources: dict[str, dict[str, dict[str, str]]] = {}
         for c in (data.get("template") or {}).get("containers") or []:
             _add(images, c.get("name"), c.get("image"))
+            if isinstance(c.get("name"), str):
+                res = c.get("resources") or {}
+                resources[c["name"]] = {
+                    section: {str(k): str(v) for k, v in (res.get(section) or {}).items()}
+                    for section in ("requests", "limits")
+                }
+        self.fields["container_resources"] = resources
         for rs in data.get("replica_sets") or []:
             for container, image in (rs.get("images") or {}).items():
                 _add(images, container, image)

@@ -105,6 +105,8 @@ class GateContext(BaseModel):
     pdbs: list[PdbInfo] | None = None
     #: Container -> images the workload ran (current template and earlier revisions).
     images_ran: dict[str, list[str]] | None = None
+    #: Container -> its resources now ({"requests": {...}, "limits": {...}}), from the template.
+    container_resources: dict[str, dict[str, dict[str, str]]] | None = None
     #: Revisions a Deployment can be rolled back to (its ReplicaSets), and the current one.
     revisions: list[int] | None = None
     current_revision: int | None = None

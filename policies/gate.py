@@ -50,6 +50,7 @@ from state import (
     ShiftTrafficAction,
     UncordonAction,
     format_validation_error,
+    parse_quantity,
 )
 
 DecisionKind = Literal["allow", "needs_approval", "deny"]
@@ -327,6 +328,12 @@ def _invariants(action: Action, context: GateContext, limits: PolicyLimits) -> l
         out += _service_patch(action, context)
     elif isinstance(action, ShiftTrafficAction):
         out += _traffic_shift(action, context)
+    elif isinstance(action, SetResourcesAction):
+        if context.container_resources is None:
+            out.append(f"the containers of {t} are unknown")
+        elif action.params.container not in context.container_resources:
+            have = ", ".join(sorted(context.container_resources)) or "none"
+            out.append(f"{t} has no container {action.params.container!r} (containers: {have})")
     elif isinstance(action, CordonAction) and (
         context.schedulable_nodes is None or context.schedulable_nodes < 1
     ):
@@ -415,6 +422,23 @@ def _pod_deletion(action: DeletePodAction, context: GateContext) -> list[str]:
     return out
 
 
+def _lowered(action: SetResourcesAction, context: GateContext) -> list[str]:
+    """The requests/limits the action sets below their current values."""
+    now = (context.container_resources or {}).get(action.params.container) or {}
+    out = []
+    for section, values in (("requests", action.params.requests), ("limits", action.params.limits)):
+        for key, value in (values.as_dict() if values else {}).items():
+            current = (now.get(section) or {}).get(key)
+            if current is None:
+                continue
+            try:
+                if parse_quantity(value) < parse_quantity(current):
+                    out.append(f"{section}.{key} from {current} to {value}")
+            except ValueError:
+                out.append(f"{section}.{key} (current value {current!r} unreadable)")
+    return out
+
+
 def _recent(context: GateContext) -> int:
     """Writes on the action's workload within the rate window before now."""
     since = context.now - RATE_WINDOW
@@ -470,6 +494,10 @@ def _approval_needed(action: Action, context: GateContext, limits: PolicyLimits)
         why.append(
             f"hypothesis confidence {conf:.2f} is below min_confidence {limits.min_confidence}"
         )
+    if isinstance(action, SetResourcesAction):
+        lowered = _lowered(action, context)
+        if lowered:
+            why.append(f"it lowers {', '.join(lowered)}: less room can starve or kill the pods")
     window = in_freeze_window(limits.freeze_windows, context.now)
     if window is not None:
         why.append(f"change freeze in effect{': ' + window.reason if window.reason else ''}")

@@ -73,6 +73,9 @@ def ctx(**fields: Any) -> GateContext:
         "revisions": [1, 2],
         "current_revision": 2,
         "schedulable_nodes": 2,
+        "container_resources": {
+            "server": {"requests": {"memory": "128Mi"}, "limits": {"memory": "256Mi"}}
+        },
         "hypothesis_confidence": 0.9,
     }
     base.update(fields)

@@ -296,6 +296,13 @@ HARD: list[tuple[str, Action, GateContext, str, str]] = [
         "unknown",
     ),
     (
+        "resources of a container the workload lacks",
+        act("set_resources", "Deployment", "cart", container="sidecar", limits={"memory": "1Gi"}),
+        ctx(),
+        "deny",
+        "no container 'sidecar'",
+    ),
+    (
         "target does not exist",
         restart,
         ctx(target_exists=False),
@@ -520,6 +527,22 @@ TUNABLE: list[tuple[str, Action, GateContext, PolicyLimits, str, str]] = [
         DEFAULT,
         "needs_approval",
         "not in auto_actions",
+    ),
+    (
+        "raising a memory limit runs alone when allowed",
+        act("set_resources", "Deployment", "cart", container="server", limits={"memory": "512Mi"}),
+        ctx(),
+        LOOSEST,
+        "allow",
+        "auto_actions",
+    ),
+    (
+        "lowering a limit always waits for a person",
+        act("set_resources", "Deployment", "cart", container="server", limits={"memory": "8Mi"}),
+        ctx(),
+        LOOSEST,
+        "needs_approval",
+        "lowers limits.memory from 256Mi to 8Mi",
     ),
     (
         "patch a Service: approval by default",

@@ -112,6 +112,8 @@ def test_a_deployment_is_read_from_the_cluster(twin: Twin, ctx: AgentContext) ->
     assert gc.current_revision == 2
     assert gc.images_ran is not None
     assert OLD_IMAGE in gc.images_ran["server"]
+    assert gc.container_resources is not None
+    assert gc.container_resources["server"]["limits"] == {"cpu": "300m", "memory": "128Mi"}
     assert gc.pods is not None
     assert [p.name for p in gc.pods] == [cart_pod(twin)]
     assert gc.mode == "autonomous"
