@@ -18,6 +18,7 @@ import pytest
 from graph import compile_graph
 from interfaces.checkpoints import open_checkpointer
 from interfaces.runner import Approver, GraphRun, approve_all, drive, scenario_input
+from policies.limits import PolicyLimits
 from settings import Settings
 from state import Mode
 from tests.graph.support.context import twin_context
@@ -49,12 +50,13 @@ def run(
     mode: Mode = "autonomous",
     approver: Approver | None = None,
     incident_id: str = "inc-test",
+    limits: PolicyLimits | None = None,
 ) -> GraphRun:
     first, fired = scenario_input(twin, mode, incident_id)
     assert fired
 
     async def go() -> GraphRun:
-        with twin_context(twin, settings) as ctx:
+        with twin_context(twin, settings, limits=limits) as ctx:
             async with open_checkpointer(settings) as saver:
                 graph = compile_graph(saver, nodes)
                 return await drive(
@@ -196,3 +198,17 @@ def test_nothing_to_do_ends_quietly(twin: Twin, settings: Settings) -> None:
     result = run(twin, settings, nodes)
     assert result.state.outcome == "no_action"
     assert twin.write_log == []
+
+
+def test_a_spent_budget_escalates_instead_of_acting(twin: Twin, settings: Settings) -> None:
+    nodes = stand_ins()
+    result = run(twin, settings, nodes, limits=PolicyLimits(max_actions_per_incident=0))
+    (decision,) = result.state.decisions
+    assert decision.decision == "deny"
+    assert any("action budget reached" in r for r in decision.reasons)
+    assert result.state.outcome == "escalated"
+    assert twin.write_log == []
+    assert any(
+        line.node == "policy_gate" and line.summary.startswith("escalating to a person")
+        for line in result.state.transcript
+    )
