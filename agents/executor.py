@@ -230,7 +230,23 @@ def _call_lines(ctx: AgentContext, index: int, outcome: ActionOutcome) -> list[T
                 requests=dry,
             )
         )
-    if real or outcome.status != "applied":
+    if not real:
+        # Nothing was sent for real: a precondition or the dry-run stopped it, or the
+        # cluster already is as the action wants.
+        if not dry or outcome.status == "no_change":
+            lines.append(
+                entry(
+                    ctx,
+                    NODE,
+                    "note",
+                    f"{action.action} {action.target} not sent: {outcome.status}: "
+                    f"{outcome.message}",
+                    action_index=index,
+                    status=outcome.status,
+                    error_kind=outcome.error_kind,
+                )
+            )
+    else:
         lines.append(
             entry(
                 ctx,
