@@ -1739,8 +1739,115 @@ def _reaches(key: str, on_path: set[str], graph: Graph, blamed_by: Mapping[str, 
     return any(key in blamers for victim, blamers in blamed_by.items() if victim in on_path)
 
 
+#: The read tools the model may call.
+MODEL_TOOLS = (
+    "service_graph",
+    "list_services",
+    "list_workloads",
+    "list_pods",
+    "list_nodes",
+    "service_metrics",
+    "workload_resource_metrics",
+    "find_traces",
+    "rollout_history",
+    "describe_workload",
+)
+
+
+def model_prompt(state: IncidentState, result: TracerResult) -> str:
+    snap = result.snapshot
+    f = result.findings
+    edges = [f"  {e.source} -> {e.target} ({e.via})" for e in f.edges[:80]]
+    lines = [
+        f"Incident: {sg.quote_untrusted(state.incident.title if state.incident else '', 200)}",
+        f"Scope: {snap.scope.describe()}; cluster time {snap.now:%Y-%m-%d %H:%M:%S}Z.",
+        "",
+        "Service graph edges (a caller workload -> the Service it calls; a Service -> the "
+        "workload it selects):",
+        *edges,
+        "",
+        "Anomalous components: " + (", ".join(str(r) for r in f.anomalous) or "none"),
+        "",
+        "Evidence recorded (ids you may cite):",
+        sg.evidence_digest(result.evidence),
+        "",
+        "Deterministic ranking:",
+        *[
+            f"  {c.subject} score {c.score:.2f}"
+            + (
+                f", explained by {', '.join(str(x) for x in c.explained_by)}"
+                if c.explained_by
+                else ""
+            )
+            for c in f.candidates[:8]
+        ],
+    ]
+    return "\n".join(lines)
+
+
+def validate_findings(
+    answer: DependencyFindings, result: TracerResult
+) -> tuple[DependencyFindings, list[str]]:
+    """Candidates must be objects the evidence or the graph names, citing existing evidence."""
+    known_ids = {e.id for e in result.evidence}
+    known = sg.named_objects(result.evidence) | set(result.snapshot.graph.nodes)
+    dropped: list[str] = []
+    candidates: list[Candidate] = []
+    for c in answer.candidates:
+        if c.subject.key not in known:
+            dropped.append(f"candidate {c.subject} is no object the evidence or the graph names")
+            continue
+        bad_ids = [i for i in c.evidence_ids if i not in known_ids]
+        if bad_ids:
+            dropped.append(f"evidence ids {', '.join(bad_ids)} of {c.subject} do not exist")
+        candidates.append(
+            c.model_copy(
+                update={
+                    "evidence_ids": [i for i in c.evidence_ids if i in known_ids],
+                    "explained_by": [r for r in c.explained_by if r.key in known],
+                    "reasons": [sg.clip(r, 300) for r in c.reasons[:6]],
+                }
+            )
+        )
+    base = result.findings
+    findings = base.model_copy(
+        update={
+            "candidates": candidates or base.candidates,
+            "summary": sg.clip(answer.summary, 2000) or base.summary,
+        }
+    )
+    return findings, dropped
+
+
 async def with_model(
     ctx: AgentContext, state: IncidentState, result: TracerResult
 ) -> tuple[DependencyFindings, list[TranscriptEntry], TokenUsage]:
-    """The model path (placeholder until wired): the deterministic findings."""
-    return result.findings, [], TokenUsage()
+    """The model's localization, validated against the evidence; else the deterministic one."""
+    from agents.llm import run_specialist
+
+    run = await run_specialist(
+        ctx,
+        node=NODE,
+        system_prompt=sg.load_prompt("dependency_tracer"),
+        user_prompt=model_prompt(state, result),
+        tool_names=MODEL_TOOLS,
+        output_type=DependencyFindings,
+        fallback=result.findings,
+    )
+    transcript = list(run.transcript)
+    if run.fell_back:
+        return result.findings, transcript, run.tokens
+    findings, dropped = validate_findings(run.result, result)
+    if dropped:
+        transcript.append(
+            entry(
+                ctx,
+                NODE,
+                "note",
+                f"dropped {len(dropped)} part(s) of the model's answer the data does not support: "
+                + "; ".join(dropped[:8]),
+                dropped=dropped,
+            )
+        )
+    transcript.append(entry(ctx, NODE, "hypothesis", f"model: {sg.clip(findings.summary, 600)}"))
+    return findings, transcript, run.tokens

@@ -36,7 +36,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from langgraph.runtime import Runtime
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from agents import signals as sg
 from agents.context import AgentContext
@@ -1573,6 +1573,175 @@ def _validate(actions: Sequence[Mapping[str, Any]]) -> tuple[list[Action], list[
     return parsed, rejected
 
 
+class PlanProposal(BaseModel):
+    """What the model answers; each action is checked on its own (one bad action must not
+    sink the others), so actions arrive as plain objects and are validated here."""
+
+    hypotheses: list[Hypothesis] = Field(default_factory=list, max_length=8)
+    actions: list[dict[str, Any]] = Field(default_factory=list, max_length=10)
+    reasoning: str = Field(default="", max_length=4000)
+
+
+#: The read tools the model may call.
+MODEL_TOOLS = (
+    "describe_workload",
+    "rollout_history",
+    "list_services",
+    "list_pods",
+    "list_hpas",
+    "list_httproutes",
+    "service_metrics",
+    "workload_resource_metrics",
+)
+
+
+def model_prompt(
+    state: IncidentState, diagnosis: Diagnosis, plan: Plan, evidence: Sequence[Evidence]
+) -> str:
+    lines = [
+        f"Incident: {sg.quote_untrusted(state.incident.title if state.incident else '', 200)}",
+        f"Mode: {state.incident.mode if state.incident else 'observe'}.",
+        "",
+        "Evidence (ids you may cite):",
+        sg.evidence_digest(evidence),
+        "",
+        "Ranked candidates: "
+        + ("; ".join(f"{c.subject} ({c.score:.2f})" for c in diagnosis.candidates[:6]) or "none"),
+    ]
+    if state.recall is not None and (state.recall.similar or state.recall.stats):
+        lines.append("Memory:")
+        for p in state.recall.similar[:3]:
+            lines.append(
+                f"  similar incident {p.incident_id} ({p.similarity:.2f}): {p.cause_kind} at "
+                f"{p.root_cause}; actions {', '.join(p.actions[:3])}; outcome {p.outcome}"
+            )
+        for st in state.recall.stats[:10]:
+            lines.append(
+                f"  {st.cause_kind} / {st.action}: {st.successes} recovered, {st.failures} not"
+            )
+    if state.plan is not None and state.verdict is not None and state.verdict.verdict == "revise":
+        lines.append(
+            "The safety critic asked for a revision of the previous plan: "
+            + "; ".join(sg.quote_untrusted(r, 300) for r in state.verdict.reasons)
+        )
+    if state.verifications:
+        v = state.verifications[-1]
+        lines.append(
+            f"The last verification said {v.status}: "
+            + "; ".join(c for c in v.checks if not c.startswith("OK"))[:800]
+        )
+    tried = sorted({f"{t.action} {t.target}" for t in _tried(state)})
+    if tried:
+        lines.append("Already tried (do not repeat): " + ", ".join(tried))
+    lines += [
+        "",
+        "Deterministic proposal (a baseline you may improve on):",
+        plan.model_dump_json(include={"hypotheses", "actions", "reasoning"})[:6000],
+    ]
+    return "\n".join(lines)
+
+
+def validate_proposal(
+    answer: PlanProposal,
+    deterministic: Plan,
+    diagnosis: Diagnosis,
+    evidence: Sequence[Evidence],
+    state: IncidentState,
+) -> tuple[Plan | None, list[str]]:
+    """The model's plan, keeping only what the evidence supports and what validates."""
+    known_ids = {e.id for e in evidence}
+    known = sg.named_objects(evidence)
+    if state.dependency_findings is not None:
+        known |= {n.key for n in state.dependency_findings.nodes}
+    dropped: list[str] = []
+    hypotheses: list[Hypothesis] = []
+    for h in answer.hypotheses:
+        if h.root_cause.key not in known:
+            dropped.append(f"hypothesis {h.id}: {h.root_cause} is no object the evidence names")
+            continue
+        if any(x.id == h.id for x in hypotheses):
+            dropped.append(f"hypothesis {h.id}: duplicate id")
+            continue
+        bad = [i for i in h.evidence_ids if i not in known_ids]
+        if bad:
+            dropped.append(f"hypothesis {h.id}: evidence ids {', '.join(bad)} do not exist")
+        hypotheses.append(
+            h.model_copy(
+                update={
+                    "evidence_ids": [i for i in h.evidence_ids if i in known_ids],
+                    "statement": sg.clip(h.statement, 1000),
+                }
+            )
+        )
+    if not hypotheses:
+        return None, [*dropped, "no hypothesis of the model's is supported by the evidence"]
+    hyp_ids = {h.id for h in hypotheses}
+    tried = _tried(state)
+    actions: list[Action] = []
+    rejected = list(deterministic.rejected)
+    for i, raw in enumerate(answer.actions):
+        try:
+            action = parse_action(raw)
+        except ValueError as exc:
+            rejected.append(f"model action {i}: {exc}")
+            dropped.append(f"action {i} does not validate")
+            continue
+        why = _unsupported(action, hyp_ids, known_ids, known, tried, diagnosis)
+        if why:
+            rejected.append(f"model action {i} ({action.action} {action.target}): {why}")
+            dropped.append(f"action {i}: {why}")
+            continue
+        actions.append(action)
+    plan = Plan(
+        hypotheses=hypotheses,
+        actions=actions,
+        reasoning=sg.clip(answer.reasoning, 4000) or deterministic.reasoning,
+        revision=deterministic.revision,
+        rejected=rejected,
+    )
+    return plan, dropped
+
+
+def _unsupported(
+    action: Action,
+    hyp_ids: set[str],
+    known_ids: set[str],
+    known: set[str],
+    tried: set[_Tried],
+    diagnosis: Diagnosis,
+) -> str:
+    if action.hypothesis_id not in hyp_ids:
+        return f"serves hypothesis {action.hypothesis_id!r}, which is not among the valid ones"
+    bad = [i for i in action.evidence_ids if i not in known_ids]
+    if bad or not action.evidence_ids:
+        return f"cites evidence that does not exist ({', '.join(bad) or 'none cited'})"
+    if action.action == "escalate":
+        return ""
+    t = action.target
+    key = str(t)
+    owner = None
+    if t.kind == "Pod":
+        parts = t.name.rsplit("-", 2)
+        owner = f"Deployment/{t.namespace}/{parts[0]}" if len(parts) == 3 else None
+    named = (
+        key in known
+        or (owner is not None and owner in known)
+        or any(e.data.get("pod") == t.name for e in diagnosis.evidence)
+        or any(
+            isinstance(p, dict) and p.get("pod") == t.name
+            for e in diagnosis.evidence
+            for p in e.data.get("pods") or []
+        )
+    )
+    if not named:
+        return f"{t} is no object the evidence names"
+    if _Tried(action.action, key) in tried:
+        return "it was already tried and did not recover the cluster"
+    if not diagnosis.detected:
+        return "the signals are healthy: no write is warranted"
+    return ""
+
+
 async def with_model(
     ctx: AgentContext,
     state: IncidentState,
@@ -1580,5 +1749,48 @@ async def with_model(
     plan: Plan,
     evidence: Sequence[Evidence],
 ) -> tuple[Plan, list[TranscriptEntry], TokenUsage]:
-    """The model path (placeholder until wired): the deterministic plan."""
-    return plan, [], TokenUsage()
+    """The model's plan, validated against the evidence and the action models; else the
+    deterministic plan."""
+    from agents.llm import run_specialist
+
+    fallback = PlanProposal(
+        hypotheses=plan.hypotheses,
+        actions=[a.model_dump(mode="json") for a in plan.actions],
+        reasoning=plan.reasoning,
+    )
+    run = await run_specialist(
+        ctx,
+        node=NODE,
+        system_prompt=sg.load_prompt("planner"),
+        user_prompt=model_prompt(state, diagnosis, plan, evidence),
+        tool_names=MODEL_TOOLS,
+        output_type=PlanProposal,
+        fallback=fallback,
+    )
+    transcript = list(run.transcript)
+    if run.fell_back:
+        return plan, transcript, run.tokens
+    proposed, dropped = validate_proposal(run.result, plan, diagnosis, evidence, state)
+    if dropped:
+        transcript.append(
+            entry(
+                ctx,
+                NODE,
+                "note",
+                f"dropped {len(dropped)} part(s) of the model's plan the evidence does not "
+                "support: " + "; ".join(dropped[:8]),
+                dropped=dropped,
+            )
+        )
+    if proposed is None:
+        transcript.append(
+            entry(
+                ctx,
+                NODE,
+                "fallback",
+                "planner: using the deterministic plan: the model's hypotheses are not supported "
+                "by the evidence",
+            )
+        )
+        return plan, transcript, run.tokens
+    return proposed, transcript, run.tokens

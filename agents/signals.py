@@ -27,6 +27,7 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from agents.context import AgentContext
@@ -1138,3 +1139,67 @@ def _route_edges(graph: Graph, route: Mapping[str, Any]) -> None:
                 bkey = ref("Service", str(b.get("namespace") or ns), str(b["name"])).key
                 if bkey != pkey:
                     graph.add(pkey, bkey, "route")
+
+
+# -- the model path: prompts, digests of the evidence, and what a model may name -------------------
+
+PROMPTS = Path(__file__).with_name("prompts")
+#: Evidence items quoted to a model at most (the strongest first).
+MAX_EVIDENCE_IN_PROMPT = 60
+#: The data keys of evidence that name other objects (by key "Kind/ns/name").
+_OBJECT_KEYS = (
+    "dependency",
+    "callers",
+    "caller",
+    "workloads",
+    "target",
+    "selects",
+    "blocked",
+    "failing_workloads",
+    "services",
+    "backers",
+    "service",
+    "blocks",
+)
+
+
+def load_prompt(name: str) -> str:
+    """A specialist's system prompt (agents/prompts/<name>.md)."""
+    path = PROMPTS / f"{name}.md"
+    try:
+        return path.read_text()
+    except OSError as exc:
+        raise RuntimeError(f"system prompt {str(path)!r} cannot be read: {exc}") from exc
+
+
+def evidence_digest(evidence: Sequence[Evidence], limit: int = MAX_EVIDENCE_IN_PROMPT) -> str:
+    """One line per evidence item, strongest first; summaries (which quote the cluster) are
+    marked as untrusted data."""
+    ranked = sorted(evidence, key=lambda e: (-e.severity, e.id))[:limit]
+    lines = [
+        f"- {e.id} | {e.signal} | {e.subject} | severity {e.severity:.2f}"
+        + (f" | onset {e.onset:%H:%M:%S}" if e.onset else "")
+        + f" | data: {quote_untrusted(e.summary, 300)}"
+        for e in ranked
+    ]
+    more = len(evidence) - len(ranked)
+    if more > 0:
+        lines.append(f"- ... {more} weaker items not shown")
+    return "\n".join(lines) or "- (no evidence)"
+
+
+def named_objects(evidence: Iterable[Evidence]) -> set[str]:
+    """Every object key the evidence names: its subjects and the objects its data refers to."""
+    out: set[str] = set()
+    for e in evidence:
+        out.add(e.subject.key)
+        for k in _OBJECT_KEYS:
+            v = e.data.get(k)
+            for item in v if isinstance(v, list) else [v]:
+                if (
+                    isinstance(item, str)
+                    and item.count("/") >= 1
+                    and item.split("/")[0][:1].isupper()
+                ):
+                    out.add(item)
+    return out
