@@ -88,9 +88,10 @@ def scenarios() -> None:
     from twin.scenario import list_builtin
 
     table = Table(title="Built-in scenarios")
-    table.add_column("name", style="bold")
-    table.add_column("fault types")
-    table.add_column("expect")
+    # Names are what people type next: never cut them; the description wraps instead.
+    table.add_column("name", style="bold", no_wrap=True)
+    table.add_column("fault types", no_wrap=True)
+    table.add_column("expect", no_wrap=True)
     table.add_column("description")
     for s in list_builtin():
         table.add_row(s.name, ", ".join(s.fault_types) or "-", s.expect, s.description)
