@@ -23,6 +23,7 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
+from agents.transcript import clip
 from interfaces.checkpoints import describe as describe_checkpoints
 from interfaces.runner import (
     Approver,
@@ -41,6 +42,8 @@ from state import IncidentState, Mode
 from twin.scenario import ScenarioInvalid
 
 DEMO_SCENARIO = "cart-redis-down"
+#: Longest line of a node's findings shown live (the transcript keeps them whole).
+SHOWN_CHARS = 200
 
 
 class ModeChoice(StrEnum):
@@ -233,22 +236,32 @@ class LivePrinter:
 
     def progress(self, node: str, message: str) -> None:
         if not self.compact:
-            self.console.print(f"    [dim]{escape(node)}: {escape(message)}[/]")
+            self.console.print(f"    [dim]{escape(node)}: {escape(printable(message))}[/]")
 
     def event(self, mode: str, chunk: Any) -> None:
         if mode == "tasks" and isinstance(chunk, dict) and "input" in chunk:
+            name = str(chunk.get("name"))
+            self.console.print(f"[bold cyan]▶ {escape(name)}[/]")
             if self.status is not None:
-                self.status.update(f"running {chunk.get('name')}…")
+                self.status.update(f"running {name}…")
             return
         if mode != "updates" or not isinstance(chunk, dict):
             return
         for node, update in chunk.items():
             if node == "__interrupt__":
-                self.console.print("[yellow]⏸  waiting for approval[/]")
+                self.console.print("[yellow]⏸  waiting for a person to approve[/]")
                 continue
-            self.console.print(f"[bold cyan]▶ {node}[/]")
-            for line in describe_update(node, update or {}, limit=3 if self.compact else 6):
-                self.console.print(f"    {escape(line)}")
+            lines = describe_update(node, update or {}, limit=3 if self.compact else 6)
+            if lines:
+                self.console.print(f"[green]✔ {escape(node)}[/]")
+            for line in lines:
+                self.console.print(f"    {escape(printable(clip(line, SHOWN_CHARS)))}")
+
+
+def printable(text: str) -> str:
+    """Text from the cluster (log lines, events) without control characters: no terminal
+    escape sequence in a log line reaches the operator's terminal."""
+    return "".join(ch if ch.isprintable() else " " for ch in text)
 
 
 def describe_update(node: str, update: dict[str, Any], *, limit: int = 6) -> list[str]:
@@ -292,7 +305,9 @@ def describe_update(node: str, update: dict[str, Any], *, limit: int = 6) -> lis
 
 def print_report(console: Console, report: dict[str, Any]) -> None:
     """The end-of-run summary of `kubemedic run` / `demo`."""
-    table = Table(title=f"kubemedic: {report['scenario']} ({report['mode']} mode)")
+    table = Table(
+        title=f"kubemedic: {report['scenario']} ({report['mode']} mode)", show_header=False
+    )
     table.add_column("")
     table.add_column("")
     causes = report.get("root_causes") or []
@@ -351,12 +366,12 @@ def print_answer(console: Console, run: GraphRun) -> None:
     for h in hypotheses[:3]:
         console.print(
             f"[bold]{h.confidence:.0%}[/] {escape(str(h.root_cause))} "
-            f"({escape(h.cause_kind)}): {escape(h.statement)}"
+            f"({escape(h.cause_kind)}): {escape(printable(h.statement))}"
         )
         by_id = {e.id: e for e in s.evidence}
         for eid in h.evidence_ids[:4]:
             if eid in by_id:
-                console.print(f"    [dim]{eid}: {escape(by_id[eid].summary)}[/]")
+                console.print(f"    [dim]{eid}: {escape(printable(by_id[eid].summary))}[/]")
     decisions = {d.action_index: d for d in s.decisions}
     for i, a in enumerate(s.plan.actions if s.plan else []):
         d = decisions.get(i)
