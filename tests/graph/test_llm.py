@@ -215,3 +215,31 @@ def test_a_write_action_cannot_be_bound(twin: Twin) -> None:
 
 def test_no_model_means_the_fallback() -> None:
     assert make_chat_model(Settings()) is None
+
+
+def test_function_calling_answers(twin: Twin) -> None:
+    """With method function_calling the answer arrives as a call of a tool named for the type."""
+    with scripted_openai(tool_calls(("CriticVerdict", GOOD))) as server:
+        run, _ = _run(twin, server, structured_output_method="function_calling")
+        request = server.requests[0]
+    assert not run.fell_back
+    assert run.result.verdict == "approve"
+    (tool,) = request["tools"]
+    assert tool["function"]["name"] == "CriticVerdict"
+    assert request["tool_choice"]["function"]["name"] == "CriticVerdict"
+
+
+def test_json_mode_answers_with_the_schema_in_the_prompt(twin: Twin) -> None:
+    with scripted_openai(answer(GOOD)) as server:
+        run, _ = _run(twin, server, structured_output_method="json_mode")
+        request = server.requests[0]
+    assert not run.fell_back
+    assert request["response_format"] == {"type": "json_object"}
+    assert '"verdict"' in request["messages"][-1]["content"]
+
+
+def test_a_fenced_json_answer_is_read(twin: Twin) -> None:
+    with scripted_openai(answer("```json\n" + json.dumps(GOOD) + "\n```")) as server:
+        run, _ = _run(twin, server)
+    assert not run.fell_back
+    assert run.result.verdict == "approve"
