@@ -95,6 +95,26 @@ class TelemetrySettings(BaseModel):
     service_name: str = "kubemedic"
 
 
+class WebhookSettings(BaseModel):
+    """The Alertmanager webhook server and its incident worker (`kubemedic serve`)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=9095, ge=0, le=65535)
+    #: When set, POSTs must carry `Authorization: Bearer <token>` (Alertmanager's
+    #: `http_config.authorization`); health and metrics endpoints stay open.
+    bearer_token: SecretStr | None = None
+    #: Incidents run at once; more wait in the queue.
+    max_concurrent_incidents: int = Field(default=2, ge=1, le=32)
+    #: Largest request body accepted (Alertmanager caps a group at a few hundred KiB).
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+    #: After an incident closes, the same alert (fingerprint) starts no new one for this long.
+    dedup_cooldown_s: float = Field(default=600.0, ge=0.0)
+    #: A worker that has not renewed its lease for this long is dead: its jobs are requeued.
+    lease_s: float = Field(default=30.0, ge=1.0, le=3600.0)
+    #: The SQLite queue file when no Redis is configured (default: data_dir/queue.sqlite).
+    queue_path: Path | None = None
+
+
 class Settings(BaseSettings):
     """Everything kubemedic can be told, in one place."""
 
@@ -113,6 +133,7 @@ class Settings(BaseSettings):
     slack: SlackSettings = Field(default_factory=SlackSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    webhook: WebhookSettings = Field(default_factory=WebhookSettings)
     data_dir: Path = Field(
         default=Path(".kubemedic"),
         validation_alias=AliasChoices("data_dir", "KUBEMEDIC_DATA_DIR"),
@@ -126,6 +147,11 @@ class Settings(BaseSettings):
     @property
     def sqlite_path(self) -> Path:
         return self.checkpoint.sqlite_path or self.data_dir / "checkpoints.sqlite"
+
+    @property
+    def queue_path(self) -> Path:
+        """The webhook's SQLite queue (used when no Redis URL is set)."""
+        return self.webhook.queue_path or self.data_dir / "queue.sqlite"
 
 
 def load_settings(**overrides: Any) -> Settings:
