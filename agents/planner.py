@@ -30,6 +30,7 @@ between options, and the reasoning says so.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -1347,26 +1348,35 @@ def _objections(state: IncidentState) -> list[str]:
     return []
 
 
+_ACTION_INDEX = re.compile(r"\baction (\d+)\b")
+
+
 def _objected(
     option_json: Mapping[str, Any], reasons: Sequence[str], previous: Plan | None
 ) -> bool:
-    """Does the critic's revise verdict object to this action (by name, target, or index)?"""
+    """Does the critic's revise verdict object to this action? A reason that names an action
+    by its index ("action 1 (scale ...): ...") objects to that action only; one without an
+    index objects to an action whose name and target it both mentions."""
     if not reasons or previous is None:
         return False
     target = option_json.get("target") or {}
-    name = str(target.get("name") or "")
-    for i, a in enumerate(previous.actions):
-        if a.action != option_json.get("action") or a.target.name != name:
+    text = _target_text(option_json).lower()
+    name = str(option_json.get("action") or "")
+    for r in reasons:
+        m = _ACTION_INDEX.search(r)
+        if m is not None:
+            i = int(m.group(1))
+            if i < len(previous.actions):
+                a = previous.actions[i]
+                if (
+                    a.action == name
+                    and a.target.name == target.get("name")
+                    and a.target.kind == target.get("kind")
+                ):
+                    return True
             continue
-        for r in reasons:
-            if (
-                a.action in r
-                or f"action {i}" in r
-                or f"#{i}" in r
-                or f"[{i}]" in r
-                or (name and name in r)
-            ):
-                return True
+        if name in r and (text in r or str(target.get("name") or "?") in r):
+            return True
     return False
 
 
@@ -1468,6 +1478,15 @@ def make_plan(state: IncidentState, d: Diagnosis, limits: PolicyLimits) -> Plan:
             if o.action != "delete_pod":
                 # One change per hypothesis at a time; deleting stuck pods goes one per workload.
                 break
+        objected_only = bool(skipped) and all("critic objected" in x for x in skipped)
+        if not chosen and objected_only and acted_roots:
+            # A second fault whose action the critic objects to waits for the next round
+            # (after verification) rather than being escalated now.
+            lines.append(
+                f"{h.id} {h.root_cause} ({h.cause_kind}, confidence {h.confidence:.2f}): "
+                "deferred: " + "; ".join(skipped) + "."
+            )
+            continue
         line = (
             f"{h.id} {h.root_cause} ({h.cause_kind}, confidence {h.confidence:.2f}): {h.statement}."
         )
