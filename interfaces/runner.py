@@ -20,7 +20,7 @@ from __future__ import annotations
 import getpass
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -54,7 +54,7 @@ from twin.scoring import ReportedAction, RootCause, RunResult, owner_resolver, s
 _ = tools  # importing the package registers every read tool
 
 #: Receives an approval request (the interrupt's payload) and returns the resume answer.
-Approver = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+Approver = Callable[[dict[str, Any]], Coroutine[Any, Any, dict[str, Any]]]
 #: Receives every streamed graph event: ("tasks" | "updates", chunk).
 EventSink = Callable[[str, Any], None]
 #: With no alert in the scenario, how long after its last fault the incident starts.
