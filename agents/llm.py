@@ -34,6 +34,7 @@ from langchain_core.messages import (
     SystemMessage,
     ToolMessage,
 )
+from langchain_core.runnables import Runnable
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from agents.context import AgentContext
@@ -273,7 +274,15 @@ async def _investigate(
     if not specs or budget <= 0:
         return 0
     allowed = {spec["function"]["name"] for spec in specs}
-    bound = model.bind_tools(specs)
+    try:
+        bound = model.bind_tools(specs)
+    except NotImplementedError:
+        transcript.append(
+            entry(
+                ctx, node, "note", f"{node}: the model takes no tools; it answers from the prompt"
+            )
+        )
+        return 0
     calls = 0
     while calls < budget:
         reply = await bound.ainvoke(messages)
@@ -337,16 +346,24 @@ async def _answer(
         f"Give your final answer now: one JSON object of the schema {output_type.__name__}, "
         "and nothing else."
     )
-    if llm.structured_output_method == "json_mode":
+    structured: Runnable[Any, Any] | None
+    try:
+        structured = model.with_structured_output(
+            schema, method=llm.structured_output_method, include_raw=True
+        )
+    except NotImplementedError:
+        # A chat model with no structured output: it is asked for the JSON in words.
+        structured = None
+    if llm.structured_output_method == "json_mode" or structured is None:
         ask += f"\nThe JSON schema:\n{json.dumps(schema)}"
     messages.append(HumanMessage(content=ask))
-    structured = model.with_structured_output(
-        schema, method=llm.structured_output_method, include_raw=True
-    )
     error = ""
     for attempt in range(llm.max_repairs + 1):
-        out = await structured.ainvoke(messages)
-        raw = out.get("raw") if isinstance(out, dict) else None
+        if structured is None:
+            raw: Any = await model.ainvoke(messages)
+        else:
+            out = await structured.ainvoke(messages)
+            raw = out.get("raw") if isinstance(out, dict) else None
         usage.add(raw)
         # The raw answer is parsed here, strictly: LangChain's own JSON parser completes a
         # truncated object, and an answer is never repaired by guessing.

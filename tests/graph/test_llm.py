@@ -243,3 +243,27 @@ def test_a_fenced_json_answer_is_read(twin: Twin) -> None:
         run, _ = _run(twin, server)
     assert not run.fell_back
     assert run.result.verdict == "approve"
+
+
+def test_a_model_without_tools_answers_from_the_prompt(twin: Twin) -> None:
+    """A chat model that cannot bind tools (LangChain's fake chat model) still gives its answer."""
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
+
+    async def go(ctx: AgentContext) -> SpecialistRun[CriticVerdict]:
+        ctx.chat_model = FakeListChatModel(responses=[json.dumps(GOOD)])
+        return await run_specialist(
+            ctx,
+            node="safety_critic",
+            system_prompt="You review plans.",
+            user_prompt="Review.",
+            tool_names=["list_pods"],
+            output_type=CriticVerdict,
+            fallback=FALLBACK,
+        )
+
+    with twin_context(twin, Settings(llm={"structured_output_method": "json_mode"})) as ctx:
+        run = asyncio.run(go(ctx))
+    assert [e.kind for e in run.transcript] == ["note"]
+    assert "takes no tools" in run.transcript[0].summary
+    assert not run.fell_back
+    assert run.result.verdict == "approve"
