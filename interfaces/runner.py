@@ -184,8 +184,10 @@ async def drive(
     payload: Any = first
     while True:
         pending: dict[str, Any] | None = None
+        # durability="sync": each step's checkpoint is written before the next step starts,
+        # so a process that dies mid-incident resumes from the step it was in.
         async for mode, chunk in graph.astream(
-            payload, config, context=ctx, stream_mode=["tasks", "updates"]
+            payload, config, context=ctx, stream_mode=["tasks", "updates"], durability="sync"
         ):
             if on_event is not None:
                 on_event(mode, chunk)
