@@ -79,6 +79,9 @@ class SlackSettings(BaseModel):
     signing_secret: SecretStr | None = None
     api_url: str = "https://slack.com/api/"
     channel: str | None = None
+    #: Slack user ids (or user names) who may answer approval requests; empty: anyone who
+    #: sees the request. The policy file's `approvers` applies on top of this.
+    approvers: list[str] = Field(default_factory=list)
 
 
 class PolicySettings(BaseModel):
