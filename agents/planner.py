@@ -222,6 +222,9 @@ class Assessment:
     also: list[ObjectRef] = field(default_factory=list)
     #: Why no write fixes it (then the plan escalates).
     escalate_reason: str = ""
+    #: What an escalation names when the root cause is no kind an action takes (a policy's
+    #: or a quota's victim).
+    escalate_target: ObjectRef | None = None
 
 
 @dataclass
@@ -374,6 +377,10 @@ class _Ctx:
         return out
 
 
+def _ref_or_none(key: Any) -> ObjectRef | None:
+    return sg.ref_from_key(key) if isinstance(key, str) and "/" in key else None
+
+
 def _first(evs: Iterable[Evidence]) -> Evidence | None:
     return max(evs, key=lambda e: e.severity, default=None)
 
@@ -477,6 +484,7 @@ def assess(c: Candidate, x: _Ctx) -> Assessment | None:
                 _ids([ev], support),
             ),
             escalate_reason="changing or deleting a NetworkPolicy is outside the action set",
+            escalate_target=_ref_or_none(ev.data.get("selects")),
         )
     if s.kind == "ResourceQuota":
         ev = _first(x.of(key, "quota_exhausted"))
@@ -490,6 +498,7 @@ def assess(c: Candidate, x: _Ctx) -> Assessment | None:
                 _ids([ev], support),
             ),
             escalate_reason="raising a ResourceQuota is outside the action set",
+            escalate_target=_ref_or_none(ev.data.get("blocks")),
         )
     if s.kind == "HorizontalPodAutoscaler":
         ev = _first(x.of(key, "hpa_at_max"))
@@ -902,6 +911,20 @@ def assess_workload(
                 ),
                 options=[_restart_option(s, "fresh processes serve requests again")],
             )
+        lat = _first(x.of(s.key, "latency"))
+        if lat is not None and not any(e.signal == "error_ratio" for e in symptoms):
+            return Assessment(
+                hyp(
+                    "network_latency",
+                    max(conf, 0.7),
+                    f"{s} answers, but slowly (p99 {sg.fmt_ms(lat.data.get('recent'))}, baseline "
+                    f"{sg.fmt_ms(lat.data.get('baseline'))}) with no errors, no saturation, no "
+                    "crash and no recent revision: time is lost on its path, not in a process a "
+                    "restart would fix",
+                    _ids([lat], symptoms, support),
+                ),
+                escalate_reason="no action in the set makes a slow path fast",
+            )
         return Assessment(
             hyp(
                 "error_rate",
@@ -940,9 +963,12 @@ def hung(x: _Ctx, s: ObjectRef, evs: Sequence[Evidence]) -> bool:
         float(lat.data.get("baseline") or 0), 1.0
     )
     timeouts = any(e.data.get("failure") == "timeout" for e in evs if is_anomaly(e))
+    failing = any(e.signal == "error_ratio" and is_anomaly(e) for e in evs)
     quiet = bool(x.of(s.key, "log_silence"))
     probes = any(e.data.get("failure") == "timeout" for e in x.of(s.key, "probe_failure"))
-    return (slow or timeouts or probes) and (quiet or slow or probes)
+    # Slow but answering (no failed requests, still logging) is not a hang: a restart would
+    # not make a slow path fast.
+    return (slow or timeouts or probes) and (failing or quiet or probes)
 
 
 def _previous_replicas(x: _Ctx, s: ObjectRef) -> int:
@@ -1287,25 +1313,25 @@ def _action(
     }
 
 
+#: Kinds an action's target may have (state.Target).
+TARGET_KINDS = (
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "Pod",
+    "Service",
+    "HorizontalPodAutoscaler",
+    "HTTPRoute",
+    "Node",
+)
+
+
 def _escalation(a: Assessment, reason: str, all_ids: list[str]) -> dict[str, Any]:
     h = a.hypothesis
     root = h.root_cause
-    kind = (
-        root.kind
-        if root.kind
-        in (
-            "Deployment",
-            "StatefulSet",
-            "DaemonSet",
-            "Pod",
-            "Service",
-            "HorizontalPodAutoscaler",
-            "HTTPRoute",
-            "Node",
-        )
-        else "Service"
-    )
-    target = root if kind == root.kind else sg.ref(kind, root.namespace or "default", root.name)
+    target = root if root.kind in TARGET_KINDS else a.escalate_target
+    if target is None or target.kind not in TARGET_KINDS:
+        target = sg.ref("Service", root.namespace or "default", root.name)
     findings = [f"{h.id} ({h.confidence:.2f}) {root} [{h.cause_kind}]: {h.statement}"]
     findings += [f"also implicated: {o}" for o in a.also]
     return _action(
