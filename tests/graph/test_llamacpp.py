@@ -25,7 +25,8 @@ from tests.graph.support.context import twin_context
 from tests.graph.support.llama_server import llama_server, missing
 from twin.harness import Twin
 
-pytestmark = [pytest.mark.llamacpp, pytest.mark.slow]
+# A 135M model on two cores answers slowly: these tests get more than the default 120 s.
+pytestmark = [pytest.mark.llamacpp, pytest.mark.slow, pytest.mark.timeout(420)]
 
 WHY = missing()
 if WHY:
