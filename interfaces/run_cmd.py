@@ -37,6 +37,7 @@ from interfaces.runner import (
     run_scenario,
     terminal_approver,
 )
+from policies.limits import PolicyFileError, load_limits
 from settings import Settings, load_settings
 from state import IncidentState, Mode
 from twin.scenario import ScenarioInvalid
@@ -60,11 +61,18 @@ def register(app: typer.Typer) -> None:
 
 
 def _settings() -> Settings:
+    """Settings and the policy file, both checked before anything starts."""
     try:
-        return load_settings()
+        settings = load_settings()
     except ValidationError as exc:
         typer.echo(f"invalid settings: {exc}", err=True)
         raise typer.Exit(2) from None
+    try:
+        load_limits(settings.policy.file)
+    except PolicyFileError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    return settings
 
 
 def _approver(mode: Mode, approve: bool, console: Console) -> Approver:

@@ -155,3 +155,15 @@ def test_investigate_answers_and_follows_up_on_the_same_thread(
     transcript = json.loads((tmp_path / "incidents" / thread / "transcript.json").read_text())
     intakes = [line for line in transcript["transcript"] if line["kind"] == "intake"]
     assert len(intakes) == 2  # one thread, two questions
+
+
+def test_an_invalid_policy_file_stops_run_before_anything_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bad = tmp_path / "policy.yaml"
+    bad.write_text("min_confidence: 7\n")
+    monkeypatch.setenv("KUBEMEDIC_POLICY__FILE", str(bad))
+    result = CliRunner().invoke(app, ["run", "--scenario", "healthy", "--json"])
+    assert result.exit_code == 2
+    assert "min_confidence" in result.output
+    assert "incident_id" not in result.output
