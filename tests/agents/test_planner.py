@@ -22,7 +22,7 @@ from state import (
     Recall,
     Verification,
 )
-from tests.agents.support import Run, StaticMemory, merge
+from tests.agents.support import OWN_SCENARIOS, Run, StaticMemory, merge
 
 
 @pytest.fixture
@@ -193,3 +193,34 @@ def test_plans_validate_and_cite_existing_evidence(bad_tag: Run) -> None:
     cited = {e.signal for e in bad_tag.state.evidence if e.id in plan.actions[0].evidence_ids}
     assert "rollout_changed" in cited
     assert make_plan is not None
+
+
+def test_two_faults_a_second_action_the_critic_objects_to_waits() -> None:
+    """Two independent faults: both are planned; when the critic objects to the second (not the
+    top hypothesis), the revision keeps the first and defers the second instead of escalating."""
+    run = Run.start(str(OWN_SCENARIOS / "rides-two-faults.yaml"))
+    try:
+        asyncio.run(run.investigate())
+        first = run.plans[0]
+        assert [(a.action, a.target.name) for a in first.actions] == [
+            ("scale", "surge-cache"),
+            ("scale", "users-db"),
+        ]
+        run.state = replace(
+            run.state,
+            verdict=CriticVerdict(
+                verdict="revise",
+                reasons=[
+                    "action 1 (scale Deployment/rides/users-db): serves hypothesis 'h2' (0.97), "
+                    "not the top one 'h1' (0.97)"
+                ],
+                round=1,
+            ),
+        )
+        asyncio.run(run.plan())
+    finally:
+        run.close()
+    second = run.plans[-1]
+    assert [(a.action, a.target.name) for a in second.actions] == [("scale", "surge-cache")]
+    assert "deferred" in second.reasoning
+    assert {h.root_cause.name for h in second.hypotheses[:2]} == {"surge-cache", "users-db"}
