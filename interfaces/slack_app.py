@@ -39,7 +39,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 from langgraph.types import Command
@@ -57,9 +57,11 @@ from interfaces import slack_format as fmt
 from interfaces.checkpoints import open_checkpointer
 from interfaces.run_cmd import describe_update
 from interfaces.runner import Approver, agent_context, drive
+from interfaces.slack_notify import SlackNotConfigured, web_client
+from interfaces.worker import AnswerRefused, IncidentQueue, answer_approval, open_queue
 from policies.approvals import check_approval
 from settings import Settings
-from state import Approval, IncidentInput, IncidentReport, IncidentState, Mode, dns1123_label
+from state import Approval, IncidentInput, IncidentState, Mode, dns1123_label
 from tools.clock import ClusterClock, WallClock
 from tools.registry import Toolbox
 
@@ -80,6 +82,8 @@ _MENTION = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>")
 _WORD = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _REQUEST_ID = re.compile(r"^apr-[0-9a-f]{16}-[0-9a-f]{12}$")
 _THREAD_ID = re.compile(r"^slack-[A-Z0-9]+-[0-9]+\.[0-9]+$")
+#: Incidents the webhook worker started (agents.intake.new_incident_id); answered via its queue.
+_QUEUED_ID = re.compile(r"^inc-[0-9A-Za-z-]{1,120}$")
 #: Namespaces never inferred as a question's scope.
 _SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease", "default"})
 
@@ -89,25 +93,12 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-class SlackNotConfigured(RuntimeError):
-    """A Slack setting the requested use needs is missing (named in the message)."""
-
-
 def thread_key(channel: str, thread_ts: str) -> str:
     """The graph thread (and incident id) of a Slack thread: `slack-<channel>-<thread_ts>`."""
     thread_id = f"slack-{channel}-{thread_ts}"
     if not _THREAD_ID.match(thread_id):
         raise ValueError(f"not a Slack channel and thread timestamp: {channel!r}, {thread_ts!r}")
     return thread_id
-
-
-def web_client(settings: Settings) -> AsyncWebClient:
-    """A Web API client with the bot token, at settings.slack.api_url."""
-    token = settings.slack.bot_token
-    if token is None:
-        raise SlackNotConfigured("settings.slack.bot_token (KUBEMEDIC_SLACK__BOT_TOKEN) is not set")
-    base = settings.slack.api_url
-    return AsyncWebClient(token=token.get_secret_value(), base_url=base.rstrip("/") + "/")
 
 
 def question_text(text: str) -> str:
@@ -284,6 +275,8 @@ class SlackResponder:
         self._stack: AsyncExitStack | None = None
         self._ctx: AgentContext | None = None
         self._graph: Any = None
+        #: The webhook worker's queue, opened at the first click on an alert incident's request.
+        self._queue: IncidentQueue | None = None
         #: Investigations and resumes started (tests and the health endpoint read it).
         self.runs_started = 0
 
@@ -308,6 +301,9 @@ class SlackResponder:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._queue is not None:
+            await self._queue.aclose()
+            self._queue = None
         if self._stack is not None:
             await self._stack.aclose()
             self._stack = None
@@ -565,7 +561,9 @@ class SlackResponder:
         if not actions or not user_id or not channel:
             return
         clicked = actions[0]
-        decision = "approve" if clicked.get("action_id") == fmt.APPROVE_ACTION else "reject"
+        decision: Literal["approve", "reject"] = (
+            "approve" if clicked.get("action_id") == fmt.APPROVE_ACTION else "reject"
+        )
         try:
             value = json.loads(str(clicked.get("value") or ""))
             request_id = str(value["request_id"])
@@ -574,8 +572,23 @@ class SlackResponder:
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("a malformed approval button value was refused: %s", exc)
             return
-        if not _REQUEST_ID.match(request_id) or not _THREAD_ID.match(thread_id):
+        if not _REQUEST_ID.match(request_id) or not (
+            _THREAD_ID.match(thread_id) or _QUEUED_ID.match(thread_id)
+        ):
             log.warning("an approval click named no request of ours: %r", clip(request_id, 80))
+            return
+        if _QUEUED_ID.match(thread_id):
+            message = body.get("message") or {}
+            await self._answer_queued(
+                channel,
+                str(message.get("ts") or ""),
+                thread_id,
+                user_id=user_id,
+                name=name,
+                decision=decision,
+                request_id=request_id,
+                indexes=indexes,
+            )
             return
         thread = self._threads.get(thread_id)
         if thread is None:
@@ -625,6 +638,61 @@ class SlackResponder:
         self._remember_answer(request_id, user_id)
         async with thread.lock:
             await self._run(thread, Command(resume=answer), "resuming after an approval")
+
+    async def _answer_queued(
+        self,
+        channel: str,
+        message_ts: str,
+        incident_id: str,
+        *,
+        user_id: str,
+        name: str,
+        decision: Literal["approve", "reject"],
+        request_id: str,
+        indexes: list[int],
+    ) -> None:
+        """A click on an alert-started incident's request: answered through the worker's queue."""
+        reasons: list[str] = []
+        not_allowed = self._may_not_approve(user_id, name)
+        if not_allowed:
+            reasons.append(not_allowed)
+        else:
+            if self._queue is None:
+                self._queue = open_queue(self.settings)
+            record = await self._queue.get(incident_id)
+            try:
+                await answer_approval(
+                    self._queue,
+                    incident_id,
+                    request_id=request_id,
+                    decision=decision,
+                    by=user_id,
+                    via="slack",
+                    action_indexes=indexes if decision == "approve" else (),
+                    comment=f"Slack user {clip(name, 80)}" if name else "",
+                )
+            except AnswerRefused as exc:
+                reasons.append(str(exc))
+            else:
+                asked = {
+                    "request_id": request_id,
+                    "actions": record.approval_actions if record else [],
+                }
+                text, blocks = fmt.decided_message(
+                    asked,
+                    decision=decision,
+                    user_id=user_id,
+                    at=_now(),
+                    note="a worker resumes the incident from its checkpoint",
+                )
+                await self.client.chat_update(
+                    channel=channel, ts=message_ts, text=text, blocks=blocks
+                )
+                return
+        text, blocks = fmt.refusal_message(user_id, request_id, reasons)
+        await self.client.chat_postMessage(
+            channel=channel, thread_ts=message_ts or None, text=text, blocks=blocks
+        )
 
     def _may_not_approve(self, user_id: str, name: str) -> str:
         """Why this Slack user may not answer approvals ('' when they may)."""
@@ -691,25 +759,3 @@ class SlackResponder:
             await self.client.chat_postEphemeral(
                 channel=channel, user=user_id, text=text, blocks=blocks
             )
-
-
-async def post_incident_summary(
-    report: IncidentReport | Mapping[str, Any],
-    *,
-    settings: Settings,
-    client: AsyncWebClient | None = None,
-    channel: str | None = None,
-) -> str:
-    """Post an incident's summary (an IncidentReport, its JSON, or the run report) to a channel.
-
-    For the webhook worker: an alert-started incident is reported to
-    settings.slack.channel (or `channel`). Returns the message's ts.
-    Raises SlackNotConfigured when no channel or bot token is set.
-    """
-    target = channel or settings.slack.channel
-    if not target:
-        raise SlackNotConfigured("settings.slack.channel (KUBEMEDIC_SLACK__CHANNEL) is not set")
-    api = client or web_client(settings)
-    text, blocks = fmt.summary_message(report)
-    resp = await api.chat_postMessage(channel=target, text=text, blocks=blocks)
-    return str(resp["ts"])

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from interfaces.slack_app import SlackNotConfigured, SlackResponder, namespace_hint, question_text
+from interfaces.slack_app import SlackResponder, namespace_hint, question_text
+from interfaces.slack_notify import SlackNotConfigured
 from settings import Settings
 from tests.slack.support.harness import CHANNEL, running_app
 from tests.slack.support.signing import (

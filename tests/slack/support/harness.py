@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from interfaces.slack_app import SlackResponder, web_client
+from interfaces.slack_app import SlackResponder
+from interfaces.slack_notify import web_client
 from settings import Settings, SlackSettings
 from state import Mode
 from tests.slack.support.signing import SIGNING_SECRET
