@@ -39,7 +39,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import web
 from langgraph.types import Command
@@ -58,17 +58,21 @@ from interfaces.checkpoints import open_checkpointer
 from interfaces.run_cmd import describe_update
 from interfaces.runner import Approver, agent_context, drive
 from interfaces.slack_notify import SlackNotConfigured, web_client
-from interfaces.worker import AnswerRefused, IncidentQueue, answer_approval, open_queue
 from policies.approvals import check_approval
 from settings import Settings
 from state import Approval, IncidentInput, IncidentState, Mode, dns1123_label
 from tools.clock import ClusterClock, WallClock
 from tools.registry import Toolbox
 
+if TYPE_CHECKING:
+    from interfaces.worker import IncidentQueue
+
 log = logging.getLogger(__name__)
 
 #: Where Slack POSTs events and interactions in HTTP mode (the app manifest's request URL path).
 EVENTS_PATH = "/slack/events"
+#: The slash command (the app manifest declares it): `/kubemedic why is checkout failing?`.
+SLASH_COMMAND = "/kubemedic"
 #: Longest question taken from a message; the rest is cut (and said so).
 MAX_QUESTION_CHARS = 2000
 #: Message keys remembered to drop Slack's retries and duplicate deliveries.
@@ -265,6 +269,7 @@ class SlackResponder:
         )
         self.app.event("app_mention")(self._on_mention)
         self.app.event("message")(self._on_message)
+        self.app.command(SLASH_COMMAND)(self._on_command)
         self.app.action(fmt.APPROVE_ACTION)(self._on_click)
         self.app.action(fmt.REJECT_ACTION)(self._on_click)
         self._threads: dict[str, _Thread] = {}
@@ -416,6 +421,26 @@ class SlackResponder:
         if thread is None:
             thread = self._threads[thread_id] = _Thread(thread_id, channel, thread_ts)
         self._spawn(self._answer(thread, question, user), f"question in {thread_id}")
+
+    async def _on_command(self, ack: Callable[..., Any], command: dict[str, Any]) -> None:
+        await ack("Looking into it; I will answer in a thread.")
+        self._spawn(self._slash(command), "slash command")
+
+    async def _slash(self, command: Mapping[str, Any]) -> None:
+        """A slash command: a message in the channel starts the thread the answer goes to."""
+        channel = str(command.get("channel_id") or "")
+        user = str(command.get("user_id") or "")
+        question = question_text(str(command.get("text") or ""))
+        if not channel or not user:
+            return
+        text = f"{fmt.mention(user)} asked: _{fmt.safe(question, 500) or '(nothing)'}_"
+        resp = await self.client.chat_postMessage(
+            channel=channel, text=text, blocks=[fmt.section(text)]
+        )
+        ts = str(resp["ts"])
+        thread_id = thread_key(channel, ts)
+        thread = self._threads[thread_id] = _Thread(thread_id, channel, ts)
+        await self._answer(thread, question, user)
 
     async def _answer(self, thread: _Thread, question: str, user: str) -> None:
         if not question:
@@ -652,6 +677,9 @@ class SlackResponder:
         indexes: list[int],
     ) -> None:
         """A click on an alert-started incident's request: answered through the worker's queue."""
+        # Imported here: only clicks on alert incidents need the webhook worker's queue.
+        from interfaces.worker import AnswerRefused, answer_approval, open_queue
+
         reasons: list[str] = []
         not_allowed = self._may_not_approve(user_id, name)
         if not_allowed:

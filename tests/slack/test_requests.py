@@ -11,6 +11,7 @@ import asyncio
 import json
 import time
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 
@@ -143,3 +144,49 @@ def test_question_text_and_namespace_hint() -> None:
     # Two namespaces named, or none: no guess.
     assert namespace_hint("shop or rides?", {"shop", "rides"}) is None
     assert namespace_hint("is anything down?", {"shop"}) is None
+
+
+def test_slash_command_opens_a_thread_and_answers_in_it(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        # No cluster: the tools say so, and the answer still comes, in the thread.
+        async with running_app(tmp_path, box=Toolbox()) as run:
+            body = urlencode(
+                {
+                    "command": "/kubemedic",
+                    "text": "is anything down? <!here>",
+                    "user_id": "UALICE",
+                    "user_name": "alice",
+                    "channel_id": CHANNEL,
+                    "team_id": "T0000TEST",
+                    "response_url": "http://127.0.0.1:9/never",
+                    "trigger_id": "1.2.3",
+                }
+            )
+            reply = await post_signed(run.url, body, "application/x-www-form-urlencoded")
+            assert reply.status == 200
+            assert "Looking into it" in reply.body
+            await asyncio.wait_for(run.app.wait_idle(), 60)
+            [top] = [m for m in run.api.messages[CHANNEL] if m.thread_ts is None]
+            assert "<@UALICE> asked" in top.text
+            assert "&lt;!here&gt;" in top.text
+            progress, answer = run.api.thread(CHANNEL, top.ts)
+            assert "done" in progress.text
+            assert "reply in this thread" in json.dumps(answer.blocks)
+            assert run.app.runs_started == 1
+
+    asyncio.run(scenario())
+
+
+def test_a_retried_delivery_starts_one_investigation(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_app(tmp_path, box=Toolbox()) as run:
+            ts = "1700000001.000900"
+            event = mention(CHANNEL, ts, "UALICE", "is anything down?")
+            assert (await send_event(run.url, event, event_id="Ev1")).status == 200
+            # Slack resends when the ack is late; the same message also arrives once more.
+            assert (await send_event(run.url, event, event_id="Ev1")).status == 200
+            await asyncio.wait_for(run.app.wait_idle(), 60)
+            assert run.app.runs_started == 1
+            assert len(run.api.thread(CHANNEL, ts)) == 2  # one progress message, one answer
+
+    asyncio.run(scenario())

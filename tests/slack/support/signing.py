@@ -104,8 +104,12 @@ def direct_message(channel: str, ts: str, user: str, text: str) -> dict[str, Any
     }
 
 
-async def send_event(url: str, event: dict[str, Any], **kwargs: Any) -> Reply:
-    return await post_signed(url, event_body(event), "application/json", **kwargs)
+async def send_event(
+    url: str, event: dict[str, Any], *, event_id: str = "Ev0001", **kwargs: Any
+) -> Reply:
+    return await post_signed(
+        url, event_body(event, event_id=event_id), "application/json", **kwargs
+    )
 
 
 def block_actions_body(
