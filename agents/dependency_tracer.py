@@ -50,9 +50,9 @@ EdgeVia = Literal["env", "trace", "endpoints", "route", "selector"]
 _EDGE_VIAS = ("env", "trace", "endpoints", "route", "selector")
 
 #: How far back the metrics look; the baseline is everything before the recent window.
-METRICS_MINUTES = 20
+METRICS_MINUTES = 30
 #: Metric resolution: fine enough to date an onset within a quarter minute.
-METRICS_STEP_S = 20
+METRICS_STEP_S = 30
 #: Services and workloads whose metrics are read at most (focus and its graph first).
 MAX_METRIC_TARGETS = 60
 #: A Deployment revision created this long before the onset still counts as "right before".

@@ -739,6 +739,34 @@ def assess_workload(
             escalate_reason=f"adding the missing {what} is outside the action set",
         )
 
+    pending = _first(x.of(s.key, "pending"))
+    if pending is not None and pending.severity >= 0.5:
+        message = str(pending.data.get("message") or "")
+        quota = pending.data.get("quota") or ("quota" in message.lower() or None)
+        if rollback and not quota:
+            return Assessment(
+                hyp(
+                    "bad_rollout",
+                    max(conf, 0.8),
+                    f"{s}'s new pods cannot be placed ({sg.clip(message, 160)}){rev_note}",
+                    _ids([pending], [rev] if rev else [], support),
+                ),
+                options=rollback,
+            )
+        kind = "quota_exhausted" if quota else "unschedulable"
+        return Assessment(
+            hyp(
+                kind,
+                max(conf, 0.75),
+                f"{s}'s pods cannot be "
+                + ("created: a ResourceQuota is exhausted" if quota else "scheduled")
+                + f" ({sg.clip(message, 200)})",
+                _ids([pending], support),
+            ),
+            escalate_reason="more quota or capacity is outside the action set",
+            escalate_target=s,
+        )
+
     oom = _first(x.of(s.key, "oom_killed"))
     growth = _first(x.of(s.key, "memory_growth"))
     if oom is not None:

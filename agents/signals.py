@@ -861,7 +861,9 @@ def trend(
         newer = [points[-1]]
     if len(older) >= 4:
         older = older[1:]
-    baseline = statistics.median(older) if older else None
+    # The lower quartile, not the median: when an alert comes late, much of the older window
+    # may already be anomalous, and the baseline must still be the healthy level.
+    baseline = _lower_quartile(older) if older else None
     recent_values = [v for _, v in newer]
     onset: datetime | None = None
     if anomalous is not None and baseline is not None:
@@ -879,6 +881,11 @@ def trend(
         window_max=max(v for _, v in points),
         points=len(points),
     )
+
+
+def _lower_quartile(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    return ordered[(len(ordered) - 1) // 4]
 
 
 def error_anomalous(value: float, baseline: float) -> bool:
