@@ -77,6 +77,8 @@ SLASH_COMMAND = "/kubemedic"
 MAX_QUESTION_CHARS = 2000
 #: Message keys remembered to drop Slack's retries and duplicate deliveries.
 SEEN_EVENTS = 2048
+#: Slack threads kept in memory (locks, waiting requests); idle ones are forgotten past this.
+MAX_THREADS = 4096
 #: Answered request ids remembered to refuse a second click quickly.
 ANSWERED_REQUESTS = 4096
 #: Minimum seconds between two edits of the progress message (chat.update is rate limited,
@@ -417,10 +419,22 @@ class SlackResponder:
             log.warning("ignored a message: %s", exc)
             return
         question = question_text(str(event.get("text") or ""))
+        thread = self._thread(thread_id, channel, thread_ts)
+        self._spawn(self._answer(thread, question, user), f"question in {thread_id}")
+
+    def _thread(self, thread_id: str, channel: str, thread_ts: str) -> _Thread:
+        """The thread's in-process record (a new one after a restart: the graph has the rest)."""
         thread = self._threads.get(thread_id)
         if thread is None:
+            if len(self._threads) >= MAX_THREADS:
+                # Forget idle threads first: their incidents live on in the checkpoints.
+                for key, old in list(self._threads.items()):
+                    if not old.lock.locked() and not old.waiting:
+                        del self._threads[key]
+                    if len(self._threads) < MAX_THREADS // 2:
+                        break
             thread = self._threads[thread_id] = _Thread(thread_id, channel, thread_ts)
-        self._spawn(self._answer(thread, question, user), f"question in {thread_id}")
+        return thread
 
     async def _on_command(self, ack: Callable[..., Any], command: dict[str, Any]) -> None:
         await ack("Looking into it; I will answer in a thread.")
@@ -439,8 +453,7 @@ class SlackResponder:
         )
         ts = str(resp["ts"])
         thread_id = thread_key(channel, ts)
-        thread = self._threads[thread_id] = _Thread(thread_id, channel, ts)
-        await self._answer(thread, question, user)
+        await self._answer(self._thread(thread_id, channel, ts), question, user)
 
     async def _answer(self, thread: _Thread, question: str, user: str) -> None:
         if not question:
@@ -624,7 +637,7 @@ class SlackResponder:
                     channel, None, user_id, request_id, ["the button is not from this channel"]
                 )
                 return
-            thread = self._threads[thread_id] = _Thread(thread_id, channel, ts)
+            thread = self._thread(thread_id, channel, ts)
         if thread.channel != channel:
             await self._refuse(
                 channel, None, user_id, request_id, ["the button is not from this channel"]
@@ -659,7 +672,18 @@ class SlackResponder:
         if reasons:
             await self._refuse(channel, thread, user_id, request_id, reasons)
             return
-        # Nobody waits in this process (it restarted): resume the checkpointed thread.
+        # Nobody waits in this process (it restarted): resume the checkpointed thread. Two
+        # clicks may both have passed the checks above while reading the checkpoint: the
+        # first to get here answers, the other is a replay.
+        if request_id in self._answered:
+            await self._refuse(
+                channel,
+                thread,
+                user_id,
+                request_id,
+                [f"request {request_id!r} was already answered (replay)"],
+            )
+            return
         self._remember_answer(request_id, user_id)
         async with thread.lock:
             await self._run(thread, Command(resume=answer), "resuming after an approval")
