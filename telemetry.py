@@ -36,11 +36,11 @@ SCOPE = "kubemedic"
 OTLP_TRACES_PATH = "/v1/traces"
 #: Most items of one list attribute (action statuses, decisions) kept on a span.
 MAX_LIST_ATTRIBUTE = 20
-#: Node-update keys summarised by their items' enumerated fields: key -> the field.
+#: Node-update keys summarised by one enumerated field of their items: key -> (attribute, field).
 _ENUM_FIELDS = {
-    "decisions": "decision",
-    "verifications": "status",
-    "approvals": "decision",
+    "decisions": ("kubemedic.gate.decisions", "decision"),
+    "verifications": ("kubemedic.verifications", "status"),
+    "approvals": ("kubemedic.approvals", "decision"),
 }
 
 
@@ -202,9 +202,9 @@ def update_attributes(update: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in update.items():
         if isinstance(value, list | tuple):
             attrs[f"kubemedic.node.added.{key}"] = len(value)
-        field = _ENUM_FIELDS.get(str(key))
-        if field is not None and isinstance(value, Sequence):
-            attrs[f"kubemedic.{key}"] = _enums(value, field)
+        enum = _ENUM_FIELDS.get(str(key))
+        if enum is not None and isinstance(value, Sequence):
+            attrs[enum[0]] = _enums(value, enum[1])
     executed = update.get("executed")
     if isinstance(executed, Sequence):
         attrs["kubemedic.executed"] = [
