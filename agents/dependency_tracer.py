@@ -81,7 +81,6 @@ STRONG_INTRINSIC = frozenset(
         "canary_failing",
         "network_policy_blocks",
         "hpa_at_max",
-        "pending",
         "edge_latency",
     }
 )
@@ -1636,6 +1635,8 @@ def localize(
             and any(e.signal in _SERVICE_FAULTS and is_anomaly(e) for e in groups.get(svc, []))
         ):
             blamed_by.setdefault(ev.subject.key, set()).add(svc)
+        if ev.signal == "quota_exhausted" and isinstance(ev.data.get("blocks"), str):
+            blamed_by.setdefault(str(ev.data["blocks"]), set()).add(ev.subject.key)
         if ev.signal == "network_policy_blocks" and ev.severity >= 0.5:
             blamed_by.setdefault(str(ev.data.get("selects")), set()).add(ev.subject.key)
             for c in ev.data.get("blocked") or []:
