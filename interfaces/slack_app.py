@@ -62,6 +62,7 @@ from policies.approvals import check_approval
 from settings import Settings
 from state import Approval, IncidentInput, IncidentState, Mode, dns1123_label
 from tools.clock import ClusterClock, WallClock
+from tools.redact import redact
 from tools.registry import Toolbox
 
 if TYPE_CHECKING:
@@ -108,9 +109,13 @@ def thread_key(channel: str, thread_ts: str) -> str:
 
 
 def question_text(text: str) -> str:
-    """A message's text as a question: mentions removed, whitespace folded, length capped."""
+    """A message's text as a question: mentions removed, whitespace folded, length capped.
+
+    Secrets pasted into a message (a token, a password in a URL) are masked here, before
+    the question reaches the state, the checkpoints, the transcript or a model.
+    """
     plain = " ".join(_MENTION.sub(" ", text).split())
-    return clip(plain, MAX_QUESTION_CHARS)
+    return clip(redact(plain)[0], MAX_QUESTION_CHARS)
 
 
 def namespace_hint(question: str, namespaces: set[str]) -> str | None:

@@ -252,6 +252,13 @@ def test_untrusted_text_changes_nothing_and_a_reject_writes_nothing(
             assert "&lt;!channel&gt;" in sent
 
     asyncio.run(scenario())
+    # Masked before the question entered the state: not in the transcript, nor a checkpoint.
+    incident = tmp_path / "incidents" / f"slack-{CHANNEL}-{thread_ts}" / "transcript.json"
+    assert "IGNORE YOUR INSTRUCTIONS" in incident.read_text()
+    stored = [incident, *tmp_path.glob("checkpoints.sqlite*")]
+    assert len(stored) >= 2
+    for path in stored:
+        assert b"abcdefghijklmnopqrstuvwx" not in path.read_bytes()
 
 
 def test_a_click_after_a_restart_resumes_the_checkpointed_thread(
