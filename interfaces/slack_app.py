@@ -476,6 +476,17 @@ class SlackResponder:
         if thread.lock.locked():
             await self._post(thread, "Still working on the previous question; this one is next.")
         async with thread.lock:
+            earlier = await self._state(thread.thread_id)
+            if earlier is not None and earlier.pending_approval:
+                # Checkpointed while waiting (the app restarted): a new question would drop
+                # the request; it must be answered first.
+                await self._post(
+                    thread,
+                    f"This incident waits for an answer to approval request "
+                    f"`{fmt.safe(earlier.pending_approval, 80)}` above; approve or reject it "
+                    "first, then ask again.",
+                )
+                return
             first = IncidentInput(
                 trigger="slack",
                 question=question,

@@ -280,6 +280,12 @@ def test_a_click_after_a_restart_resumes_the_checkpointed_thread(
 
     async def second_process() -> None:
         async with on_twin(twin, tmp_path, "approve") as run:
+            # A new question in the thread does not drop the request that waits.
+            again = mention(CHANNEL, "1700000400.000200", "UALICE", "any news?", thread_ts)
+            assert (await send_event(run.url, again)).status == 200
+            await asyncio.wait_for(run.app.wait_idle(), 30)
+            assert run.app.runs_started == 0
+            assert "waits for an answer" in run.api.thread(CHANNEL, thread_ts)[-1].text
             body = block_actions_body(
                 user_id="UALICE",
                 user_name="alice",
