@@ -1641,7 +1641,11 @@ def localize(
             blamed_by.setdefault(str(ev.data.get("selects")), set()).add(ev.subject.key)
             for c in ev.data.get("blocked") or []:
                 blamed_by.setdefault(str(c), set()).add(ev.subject.key)
-    focus_keys = {r.key for r in scope.focus} if scope else set()
+    # Only focus objects that exist count: an alert label naming something else (an app's
+    # name, a typo) must not push every real candidate off "the alerting path".
+    focus_keys = {
+        r.key for r in (scope.focus if scope else ()) if r.key in graph.nodes or r.key in groups
+    }
     on_path: set[str] = set()
     for k in focus_keys:
         on_path |= {k} | graph.dependencies(k)

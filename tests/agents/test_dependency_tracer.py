@@ -285,3 +285,12 @@ def test_tracer_on_the_twin_reads_every_signal_kind_it_needs() -> None:
     assert all(e.id.startswith("dep-") for e in result.evidence)
     assert f.evidence_ids == [e.id for e in result.evidence]
     assert not result.snapshot.log.problems
+
+
+def test_a_focus_that_names_nothing_real_demotes_nobody() -> None:
+    g = graph(("web", "api"))
+    evidence = [ev(w("api"), "crash_loop", 0.8)]
+    odd = sg.Scope(namespaces=(NS,), workloads=(w("my-app"),))
+    cands = localize(evidence, g, odd)
+    assert ranked(cands) == ["api"]
+    assert "not on the alerting path" not in cands[0].reasons
