@@ -1643,9 +1643,17 @@ def localize(
                 blamed_by.setdefault(str(c), set()).add(ev.subject.key)
     # Only focus objects that exist count: an alert label naming something else (an app's
     # name, a typo) must not push every real candidate off "the alerting path".
-    focus_keys = {
-        r.key for r in (scope.focus if scope else ()) if r.key in graph.nodes or r.key in groups
-    }
+    focus_keys: set[str] = set()
+    for r in scope.focus if scope else ():
+        if r.key in graph.nodes or r.key in groups:
+            focus_keys.add(r.key)
+        else:
+            # A label guessed the kind (a "workload" that is a StatefulSet): match by name.
+            focus_keys |= {
+                k
+                for k, n in graph.nodes.items()
+                if n.name == r.name and n.namespace == r.namespace and n.kind != "Service"
+            }
     on_path: set[str] = set()
     for k in focus_keys:
         on_path |= {k} | graph.dependencies(k)
