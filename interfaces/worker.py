@@ -1062,6 +1062,7 @@ class Worker:
         nodes: Mapping[str, Node] | None = None,
         concurrency: int | None = None,
         postmortems: bool = True,
+        retry_delay_s: float = RETRY_DELAY_S,
     ) -> None:
         self.settings = settings
         self.queue = queue
@@ -1073,6 +1074,7 @@ class Worker:
         self.nodes = nodes
         self.concurrency = concurrency or settings.webhook.max_concurrent_incidents
         self.postmortems = postmortems
+        self.retry_delay_s = retry_delay_s
         self.running: dict[str, asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
@@ -1153,7 +1155,7 @@ class Worker:
                 if not warned:
                     log.warning("worker %d cannot claim jobs: %s", number, exc)
                     warned = True
-                await asyncio.sleep(RETRY_DELAY_S)
+                await asyncio.sleep(self.retry_delay_s)
                 continue
             if claimed is None:
                 continue
@@ -1174,7 +1176,7 @@ class Worker:
                 log.warning(
                     "queue failed while handling incident %s: %s", claimed.job.incident_id, exc
                 )
-                await asyncio.sleep(RETRY_DELAY_S)
+                await asyncio.sleep(self.retry_delay_s)
                 continue
             self.jobs_done += 1
 
@@ -1244,7 +1246,7 @@ class Worker:
         if errors < MAX_RUNS:
             retry = record.evolve(status="queued", errors=errors, error=error)
             await self.queue.transition(retry, {"running"})
-            await asyncio.sleep(RETRY_DELAY_S)
+            await asyncio.sleep(self.retry_delay_s)
             await self.queue.release(claimed)
             return
         failed = record.evolve(status="failed", errors=errors, error=error, outcome="failed")

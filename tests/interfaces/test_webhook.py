@@ -287,3 +287,28 @@ def test_health_readiness_and_metrics(tmp_path: Path) -> None:
             assert "# TYPE kubemedic_incidents_finished_total counter" in lines
 
     run(go())
+
+
+def test_a_resolved_alert_is_noted_on_a_running_incident(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+
+    async def go() -> None:
+        async with webhook_only(settings) as (url, queue, _counters):
+            firing = (await post(f"{url}/api/v1/alerts", payload(alert(fingerprint="r1")))).json()
+            incident_id = firing["alerts"][0]["incident_id"]
+            incident = await queue.get(incident_id)
+            assert incident is not None
+            # A worker has taken it.
+            assert await queue.transition(incident.evolve(status="running", runs=1), {"queued"})
+            resolved = payload(alert(fingerprint="r1", status="resolved"), status="resolved")
+            answer = (await post(f"{url}/api/v1/alerts", resolved)).json()["alerts"][0]
+            assert answer["effect"] == "noted (running)"
+            noted = await queue.get(incident_id)
+            assert noted is not None
+            assert noted.status == "running"
+            assert noted.resolved_at is not None
+            # Still open: the alert firing again is a duplicate.
+            again = (await post(f"{url}/api/v1/alerts", payload(alert(fingerprint="r1")))).json()
+            assert again["alerts"][0]["status"] == "duplicate"
+
+    run(go())

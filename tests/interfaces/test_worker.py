@@ -440,3 +440,39 @@ def test_a_job_without_its_incident_record_is_dropped_not_retried(tmp_path: Path
                 await service.stop()
 
     asyncio.run(go())
+
+
+def test_a_run_that_keeps_failing_is_retried_then_marked_failed(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, policy={"mode": "observe"})
+    calls: list[str] = []
+
+    async def broken_planner(
+        state: IncidentState, runtime: Runtime[AgentContext]
+    ) -> dict[str, Any]:
+        calls.append(state.input.incident_id)
+        raise RuntimeError("planner bug")
+
+    async def go() -> TrackedIncident:
+        with Twin.start(SCENARIO) as t:
+            t.run_until_alert()
+            service = await serve_on(t, settings, nodes={"planner": broken_planner})
+            service.worker.retry_delay_s = 0.05
+            try:
+                response = await post(f"{service.url}/api/v1/alerts", scenario_payload(t))
+                incident_id = response.json()["alerts"][0]["incident_id"]
+                failed = await settled(service, incident_id, {"failed", "done"})
+                assert (
+                    service.counters.get("kubemedic_incidents_finished_total", outcome="failed")
+                    == 1
+                )
+                assert await service.queue.depth() == {"ready": 0, "processing": 0}
+                return failed
+            finally:
+                await service.stop()
+
+    failed = asyncio.run(go())
+    assert failed.status == "failed"
+    assert failed.errors == 3
+    assert failed.runs == 3
+    assert "planner bug" in failed.error
+    assert len(calls) == 3  # each retry continued the thread at the failing node
