@@ -274,7 +274,11 @@ def approve_command(
 ) -> None:
     """Answer the approval request an incident waits on; the server resumes it."""
     settings = _settings()
-    who = by if by is not None else getpass.getuser()
+    try:
+        who = by if by is not None else getpass.getuser()
+    except (KeyError, OSError):
+        typer.echo("cannot tell who you are: name yourself with --by", err=True)
+        raise typer.Exit(2) from None
     try:
         limits = load_limits(settings.policy.file)
     except PolicyFileError as exc:

@@ -1171,14 +1171,24 @@ class Worker:
                     await asyncio.shield(self.queue.release(claimed))
                 raise
             except QueueUnavailable as exc:
-                # The job stays on this worker's processing list; it returns to the queue when
-                # this worker stops or its lease lapses.
                 log.warning(
                     "queue failed while handling incident %s: %s", claimed.job.incident_id, exc
                 )
-                await asyncio.sleep(self.retry_delay_s)
+                await self._give_back(claimed)
                 continue
             self.jobs_done += 1
+
+    async def _give_back(self, claimed: Claimed) -> None:
+        """Return a job whose bookkeeping failed, once the queue answers again: taken again, it
+        continues its incident from the checkpoint (or only records the end, if the graph had
+        finished). This worker's lease is alive, so nobody else would requeue it."""
+        while not self._stopping.is_set():
+            await asyncio.sleep(self.retry_delay_s)
+            try:
+                await self.queue.release(claimed)
+                return
+            except QueueUnavailable:
+                continue
 
     # -- one job -------------------------------------------------------------------------------
 
