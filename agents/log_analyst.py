@@ -110,7 +110,7 @@ async def analyse(state: IncidentState, ctx: AgentContext) -> AnalystResult:
     log = sg.ToolLog()
     scope = await sg.resolve_scope(state, ctx, log.problems)
     snap = await sg.take_snapshot(
-        ctx, scope, parts=("workloads", "pods", "services", "events"), log=log
+        ctx, scope, parts=("graph", "workloads", "pods", "services", "events"), log=log
     )
     book = EvidenceBook("log", NODE, state.evidence)
     reference = scope.alert_start or snap.now

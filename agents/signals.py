@@ -1097,9 +1097,30 @@ async def take_snapshot(
     import asyncio
 
     log = log or ToolLog()
+    graph_data: dict[str, Any] = {"nodes": [], "edges": []}
+    if "graph" in parts:
+        # The whole cluster's graph first: a dependency in another namespace (db.data) widens
+        # the scope to that namespace, so its objects are read too.
+        data = await read(ctx, "service_graph", {"trace_minutes": 30}, [], log)
+        if data is None:
+            data = {"nodes": [], "edges": []}
+            for ns in scope.namespaces:
+                part_data = await read(
+                    ctx, "service_graph", {"namespace": ns, "trace_minutes": 30}, log.problems, log
+                )
+                if part_data:
+                    data["nodes"] += list(part_data.get("nodes") or [])
+                    data["edges"] += list(part_data.get("edges") or [])
+        graph_data = {
+            "nodes": list(data.get("nodes") or []),
+            "edges": list(data.get("edges") or []),
+        }
+        scope = widen(scope, graph_data)
     snap = Snapshot(scope=scope, now=now_utc(ctx), log=log)
     jobs: list[tuple[str, Any]] = []
     for part in parts:
+        if part == "graph":
+            continue
         if part == "nodes":
             jobs.append((part, read(ctx, "list_nodes", {"limit": 500}, log.problems, log)))
             continue
@@ -1107,16 +1128,10 @@ async def take_snapshot(
         for ns in scope.namespaces:
             jobs.append((part, read(ctx, tool, {**args, "namespace": ns}, log.problems, log)))
     results = await asyncio.gather(*(job for _, job in jobs))
-    graph_data: dict[str, Any] = {"nodes": [], "edges": []}
     for (part, _), data in zip(jobs, results, strict=True):
-        if data is None:
-            continue
-        if part == "graph":
-            graph_data["nodes"] += list(data.get("nodes") or [])
-            graph_data["edges"] += list(data.get("edges") or [])
-        elif isinstance(data, list):
+        if isinstance(data, list):
             getattr(snap, part).extend(data)
-    snap.graph = Graph.from_tool(graph_data)
+    snap.graph = Graph.from_tool(_within(graph_data, scope.namespaces))
     for route in snap.routes:
         _route_edges(snap.graph, route)
     snap.index = NameIndex.build(
@@ -1127,6 +1142,48 @@ async def take_snapshot(
         namespaces=scope.namespaces,
     )
     return snap
+
+
+def widen(scope: Scope, graph_data: Mapping[str, Any]) -> Scope:
+    """The scope plus the namespaces its workloads call into (or are called from), found on
+    the cluster-wide graph; system namespaces are never added."""
+    namespaces = list(scope.namespaces)
+    if not namespaces:
+        return scope
+    inside = set(namespaces)
+    for edge in graph_data.get("edges") or []:
+        ends = [str(edge.get("from") or ""), str(edge.get("to") or "")]
+        spaces = [e.split("/")[1] if e.count("/") == 2 else "" for e in ends]
+        if any(ns in inside for ns in spaces):
+            for ns in spaces:
+                if ns and ns not in namespaces and ns not in SYSTEM_NAMESPACES:
+                    namespaces.append(ns)
+    if len(namespaces) == len(scope.namespaces):
+        return scope
+    return Scope(
+        namespaces=tuple(namespaces),
+        workloads=scope.workloads,
+        services=scope.services,
+        pods=scope.pods,
+        alert_kind=scope.alert_kind,
+        alert_start=scope.alert_start,
+    )
+
+
+def _within(graph_data: Mapping[str, Any], namespaces: Sequence[str]) -> dict[str, Any]:
+    keep = set(namespaces)
+
+    def ok(key: str) -> bool:
+        return key.count("/") == 2 and key.split("/")[1] in keep
+
+    return {
+        "nodes": [n for n in graph_data.get("nodes") or [] if ok(str(n.get("id") or ""))],
+        "edges": [
+            e
+            for e in graph_data.get("edges") or []
+            if ok(str(e.get("from") or "")) and ok(str(e.get("to") or ""))
+        ],
+    }
 
 
 def _route_edges(graph: Graph, route: Mapping[str, Any]) -> None:
