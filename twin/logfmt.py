@@ -88,5 +88,3 @@ def format_line(
         level = {"warning": "WARNING"}.get(severity, severity.upper())
         return f"[{stamp}] {hostname}/{level}/{logger or 'locust.main'}: {message}"
     return message
-
-
