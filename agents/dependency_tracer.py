@@ -185,8 +185,8 @@ def findings_from(
 
 async def collect(ctx: AgentContext, snap: Snapshot, book: EvidenceBook) -> None:
     """Every signal the tracer reads: status, config, rollouts, metrics, traces."""
-    workload_status(snap, book)
     pod_status(snap, book)
+    workload_status(snap, book)
     service_status(snap, book)
     node_status(snap, book)
     object_status(snap, book)
@@ -236,12 +236,21 @@ def workload_status(snap: Snapshot, book: EvidenceBook) -> None:
             continue
         if desired > 0 and ready < desired:
             missing = (desired - ready) / desired
+            # New pods of a rollout or a scale-up that are still starting, with nothing wrong
+            # with any of them, are no fault (yet).
+            pods_in_trouble = any(
+                e.subject == subject and e.signal in _POD_TROUBLE for e in book.items
+            )
+            starting = not pods_in_trouble and any(
+                _young(p, snap.now) for p in snap.pods if sg.workload_ref(p) == subject
+            )
             book.add(
                 source="status",
                 signal="replicas_unavailable",
                 subject=subject,
-                summary=f"{subject}: {ready}/{desired} replicas ready",
-                severity=0.45 + 0.4 * missing,
+                summary=f"{subject}: {ready}/{desired} replicas ready"
+                + ("; its newest pods are still starting" if starting else ""),
+                severity=0.35 if starting else 0.45 + 0.4 * missing,
                 desired=desired,
                 ready=ready,
                 updated=reps.get("updated"),
@@ -436,11 +445,13 @@ def pod_status(snap: Snapshot, book: EvidenceBook) -> None:
                     severity=0.85,
                     **common,
                 )
+            started = sg.parse_time(c.get("started_at"))
             if (
                 c.get("state") == "running"
                 and not c.get("ready")
                 and not on_bad_node
                 and pod.get("phase") == "Running"
+                and (started is None or snap.now - started >= STARTUP_GRACE)
             ):
                 book.add(
                     source="status",
@@ -451,6 +462,20 @@ def pod_status(snap: Snapshot, book: EvidenceBook) -> None:
                     key=name,
                     **common,
                 )
+
+
+#: A container running but unready for less than this may still be warming up (probes'
+#: initial delay and first periods).
+STARTUP_GRACE = timedelta(seconds=60)
+_POD_TROUBLE = frozenset(
+    {"crash_loop", "oom_killed", "image_pull_error", "config_error", "pending", "not_ready"}
+)
+
+
+def _young(pod: Mapping[str, Any], now: datetime) -> bool:
+    """A pod created within the startup grace (or whose containers all started within it)."""
+    created = sg.parse_time(pod.get("created"))
+    return created is not None and now - created < STARTUP_GRACE
 
 
 def _workload_matches(w: Mapping[str, Any], selector: Mapping[str, str]) -> bool:

@@ -240,7 +240,6 @@ class Diagnosis:
 
 def scope_of(state: IncidentState) -> Scope:
     """The scope as the specialists saw it (no tool calls: namespaces from their evidence)."""
-    problems: list[str] = []
     namespaces: list[str] = []
     incident = state.incident
     if incident is not None and incident.namespace:
@@ -248,7 +247,6 @@ def scope_of(state: IncidentState) -> Scope:
     for ev in state.evidence:
         if ev.subject.namespace and ev.subject.namespace not in namespaces:
             namespaces.append(ev.subject.namespace)
-    del problems
     labels = dict(incident.alert.labels) if incident and incident.alert else {}
     annotations = dict(incident.alert.annotations) if incident and incident.alert else {}
     default_ns = namespaces[0] if namespaces else ""
