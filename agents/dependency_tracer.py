@@ -702,10 +702,25 @@ def node_status(snap: Snapshot, book: EvidenceBook) -> None:
 
 def object_status(snap: Snapshot, book: EvidenceBook) -> None:
     for h in snap.hpas:
-        if not h.get("at_max"):
-            continue
         subject = sg.ref("HorizontalPodAutoscaler", str(h.get("namespace")), str(h.get("name")))
         kind, _, tname = str(h.get("target") or "").partition("/")
+        target = sg.ref(kind or "Deployment", str(h.get("namespace")), tname).key
+        # Every autoscaler is context for a plan: scaling its target by hand would be undone.
+        book.add(
+            source="status",
+            signal="hpa_present",
+            subject=subject,
+            summary=f"HPA {h.get('namespace')}/{h.get('name')} scales {h.get('target')} between "
+            f"{h.get('min_replicas')} and {h.get('max_replicas')} "
+            f"(now {h.get('current_replicas')})",
+            severity=0.0,
+            target=target,
+            max_replicas=h.get("max_replicas"),
+            min_replicas=h.get("min_replicas"),
+            current=h.get("current_replicas"),
+        )
+        if not h.get("at_max"):
+            continue
         book.add(
             source="status",
             signal="hpa_at_max",

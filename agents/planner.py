@@ -1149,6 +1149,31 @@ def load_assessment(
     if hpa is not None:
         top = max(needed, int(hpa.data.get("max_replicas") or 1) + 1)
         return hpa_assessment(hpa.subject, hpa, x, h, top)
+    managed = next(
+        (e for e in x.evidence if e.signal == "hpa_present" and e.data.get("target") == s.key),
+        None,
+    )
+    if managed is not None:
+        # An autoscaler would undo a manual scale: raise its floor (and its ceiling if needed).
+        low = max(needed, int(managed.data.get("min_replicas") or 1))
+        high = max(low, int(managed.data.get("max_replicas") or low))
+        return Assessment(
+            h,
+            options=[
+                Option(
+                    "set_hpa",
+                    _spec(
+                        managed.subject,
+                        {"min_replicas": low, "max_replicas": high},
+                        f"the autoscaler keeps at least {low} replicas of {s.name}",
+                        f"{s.name} has {low} ready replicas and its p99 latency is back to "
+                        "baseline",
+                    ),
+                    note=f"min {managed.data.get('min_replicas')} -> {low}",
+                    evidence_ids=[managed.id],
+                )
+            ],
+        )
     return Assessment(
         h,
         options=[
