@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import typer
 
-from interfaces import run_cmd
+from interfaces import run_cmd, serve_cmd
 from interfaces.audit_cmd import audit
 from interfaces.eval_cmd import eval_command
 from interfaces.incidents_cmd import incidents_app, postmortem_cmd
+from interfaces.slack_cmd import slack_command
 from interfaces.tools_cmd import tools_app
 from interfaces.twin_cmd import twin_app
 
@@ -18,6 +19,8 @@ app = typer.Typer(
     add_completion=False,
 )
 run_cmd.register(app)
+serve_cmd.register(app)
+app.command("slack")(slack_command)
 app.command("eval")(eval_command)
 app.command("audit")(audit)
 app.command("postmortem")(postmortem_cmd)
