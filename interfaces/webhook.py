@@ -257,6 +257,14 @@ def create_app(
                 "invalid_payload",
                 {"error": "invalid Alertmanager webhook payload", "problems": exc.problems},
             )
+        if payload.truncated_alerts:
+            # Alertmanager's max_alerts cut the group: the alerts left out never reach us, so
+            # say so (raise max_alerts, or group by finer labels, if this shows).
+            log.warning(
+                "webhook payload from %s left out %d alert(s) (max_alerts)",
+                peer,
+                payload.truncated_alerts,
+            )
         results: list[AlertResult] = []
         try:
             for alert in payload.alerts:

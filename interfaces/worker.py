@@ -973,7 +973,7 @@ class Counters:
             lines.append(f"# HELP {name} {help_text}")
             lines.append(f"# TYPE {name} {kind}")
             series = sorted((k, v) for k, v in values.items() if k[0] == name)
-            if not series and not any(k[0] == name for k in values) and kind == "counter":
+            if not series and kind == "counter":
                 lines.append(f"{name} 0")
             for (_, labels), value in series:
                 shown = ",".join(f'{k}="{_escape_label(v)}"' for k, v in labels)
