@@ -19,6 +19,7 @@ import getpass
 import json
 import logging
 import signal
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -36,6 +37,7 @@ from interfaces.worker import (
     ClusterBackend,
     Counters,
     IncidentQueue,
+    Notifier,
     QueueUnavailable,
     TrackedIncident,
     Worker,
@@ -44,6 +46,7 @@ from interfaces.worker import (
 )
 from policies.limits import PolicyFileError, load_limits
 from settings import Settings, load_settings
+from state import IncidentReport
 from telemetry import describe as describe_telemetry
 from telemetry import setup_telemetry
 from tools.errors import ToolError
@@ -65,6 +68,37 @@ def register(app: typer.Typer) -> None:
 
 
 # -- the service -------------------------------------------------------------------------------
+
+
+@dataclass
+class SlackNotifier:
+    """Posts approval requests (with buttons) and incident summaries to settings.slack.channel.
+
+    A click on a button reaches the Slack app (`kubemedic slack`), which answers through the
+    queue like `kubemedic approve`.
+    """
+
+    settings: Settings
+
+    @staticmethod
+    def configured(settings: Settings) -> bool:
+        return settings.slack.bot_token is not None and bool(settings.slack.channel)
+
+    async def approval_requested(self, incident_id: str, payload: Mapping[str, Any]) -> None:
+        from interfaces.slack_notify import post_approval_request
+
+        await post_approval_request(payload, settings=self.settings)
+
+    async def finished(self, incident_id: str, transcript: Path) -> None:
+        from interfaces.slack_notify import post_incident_summary
+
+        text = await asyncio.to_thread(transcript.read_text, encoding="utf-8")
+        report = IncidentReport.model_validate_json(text)
+        await post_incident_summary(report, settings=self.settings)
+
+
+def _default_notifier(settings: Settings) -> Notifier | None:
+    return SlackNotifier(settings) if SlackNotifier.configured(settings) else None
 
 
 @dataclass
@@ -100,6 +134,7 @@ async def start_service(
     nodes: dict[str, Node] | None = None,
     exporter: Any = None,
     postmortems: bool = True,
+    notifier: Notifier | None = None,
 ) -> Service:
     """Open the queue, start the worker and serve the webhook.
 
@@ -110,6 +145,8 @@ async def start_service(
         nodes: graph nodes to replace by name (tests).
         exporter: an OpenTelemetry SpanExporter to use instead of the settings' (tests).
         postmortems: write each finished incident's post-mortems next to its transcript.
+        notifier: who hears of approvals and finished incidents; Slack when settings.slack has
+            a bot token and a channel.
     """
     backend = backend or ClusterBackend(
         settings,
@@ -128,6 +165,7 @@ async def start_service(
         tracer=tracer,
         nodes=nodes,
         postmortems=postmortems,
+        notifier=notifier or _default_notifier(settings),
     )
     check = getattr(backend, "check", None)
     app = create_app(settings, queue, counters=counters, cluster_check=check)
@@ -157,6 +195,11 @@ def _describe(settings: Settings, service: Service) -> list[str]:
         else "none: deterministic mode"
     )
     auth = "bearer token required" if settings.webhook.bearer_token else "no token (open)"
+    slack = (
+        f"Slack channel {settings.slack.channel}"
+        if SlackNotifier.configured(settings)
+        else "none (no Slack bot token and channel)"
+    )
     return [
         f"webhook: {service.url}/api/v1/alerts ({auth})",
         f"mode: {settings.policy.mode}",
@@ -166,6 +209,7 @@ def _describe(settings: Settings, service: Service) -> list[str]:
         f"model: {model}",
         f"telemetry: {describe_telemetry(settings)}",
         f"incidents at once: {service.worker.concurrency}",
+        f"notifications: {slack}",
     ]
 
 

@@ -47,7 +47,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -1027,6 +1027,18 @@ class ClusterBackend:
             close_toolbox(box)
 
 
+class Notifier(Protocol):
+    """Tells people about the incidents alerts started (Slack: serve_cmd.SlackNotifier)."""
+
+    async def approval_requested(self, incident_id: str, payload: Mapping[str, Any]) -> None:
+        """An incident waits for a person; `payload` is the approval node's request."""
+        ...
+
+    async def finished(self, incident_id: str, transcript: Path) -> None:
+        """An incident ended; `transcript` is its transcript.json (a state.IncidentReport)."""
+        ...
+
+
 class AwaitingApproval(Exception):
     """The graph stopped at an approval interrupt: the incident waits for a person."""
 
@@ -1046,6 +1058,8 @@ class RunResult:
     outcome: str = ""
     request_id: str = ""
     approval_actions: list[dict[str, Any]] = field(default_factory=list)
+    #: The approval node's request, when waiting.
+    payload: dict[str, Any] = field(default_factory=dict)
 
 
 class Worker:
@@ -1063,6 +1077,7 @@ class Worker:
         concurrency: int | None = None,
         postmortems: bool = True,
         retry_delay_s: float = RETRY_DELAY_S,
+        notifier: Notifier | None = None,
     ) -> None:
         self.settings = settings
         self.queue = queue
@@ -1075,6 +1090,7 @@ class Worker:
         self.concurrency = concurrency or settings.webhook.max_concurrent_incidents
         self.postmortems = postmortems
         self.retry_delay_s = retry_delay_s
+        self.notifier = notifier
         self.running: dict[str, asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
@@ -1241,6 +1257,10 @@ class Worker:
                 approval_actions=result.approval_actions,
             )
             log.info("incident %s waits for approval of request %s", record.id, result.request_id)
+            if self.notifier is not None:
+                await self._notify(
+                    record.id, self.notifier.approval_requested(record.id, result.payload)
+                )
         else:
             final = running.evolve(status=result.status, outcome=result.outcome)
             self.counters.inc(
@@ -1249,6 +1269,18 @@ class Worker:
             log.info("incident %s finished: %s", record.id, result.outcome or result.status)
         await self.queue.transition(final, {"running"}, cooldown_s=cooldown)
         await self.queue.ack(claimed)
+        transcript = self.settings.incident_dir(record.id) / "transcript.json"
+        if self.notifier is not None and final.status == "done" and transcript.exists():
+            await self._notify(record.id, self.notifier.finished(record.id, transcript))
+
+    async def _notify(self, incident_id: str, call: Awaitable[None]) -> None:
+        """A notification that fails is logged; it never fails or repeats the incident."""
+        try:
+            await call
+        except Exception as exc:  # whatever the notifier raises, the incident stands
+            log.warning(
+                "incident %s: notification failed: %s: %s", incident_id, type(exc).__name__, exc
+            )
 
     async def _failed(self, claimed: Claimed, record: TrackedIncident, exc: Exception) -> None:
         error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
@@ -1372,4 +1404,5 @@ def _waiting(payload: Mapping[str, Any]) -> RunResult:
         status="waiting_approval",
         request_id=str(payload.get("request_id", "")),
         approval_actions=actions,
+        payload=dict(payload),
     )

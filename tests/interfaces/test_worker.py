@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import typer
+from aiohttp import web
 from langgraph.runtime import Runtime
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from typer.testing import CliRunner, Result
@@ -26,7 +27,7 @@ from typer.testing import CliRunner, Result
 from agents.context import AgentContext
 from agents.planner import planner
 from interfaces.serve_cmd import Service, register, start_service
-from interfaces.worker import Job, SqliteQueue, TrackedIncident
+from interfaces.worker import Job, SqliteQueue, TrackedIncident, answer_approval
 from settings import Settings
 from state import IncidentReport, IncidentState
 from tests.interfaces.support import (
@@ -476,3 +477,74 @@ def test_a_run_that_keeps_failing_is_retried_then_marked_failed(tmp_path: Path) 
     assert failed.runs == 3
     assert "planner bug" in failed.error
     assert len(calls) == 3  # each retry continued the thread at the failing node
+
+
+class SlackStandIn:
+    """Slack's Web API on loopback, only chat.postMessage: records what was posted."""
+
+    def __init__(self) -> None:
+        self.posts: list[dict[str, Any]] = []
+        self.runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def _post(self, request: web.Request) -> web.Response:
+        assert request.headers["Authorization"] == "Bearer xoxb-test-token"
+        body = await request.json() if request.content_type == "application/json" else {}
+        if not body:
+            body = dict(await request.post())
+        self.posts.append(body)
+        return web.json_response({"ok": True, "channel": body.get("channel"), "ts": "1.000001"})
+
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_post("/api/chat.postMessage", self._post)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", 0).start()
+        self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}/api/"
+        return self.url
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+
+def test_slack_hears_of_the_approval_request_and_of_the_outcome(twin: Twin, tmp_path: Path) -> None:
+    slack = SlackStandIn()
+
+    async def go() -> tuple[TrackedIncident, str]:
+        url = await slack.start()
+        settings = make_settings(
+            tmp_path,
+            policy={"mode": "approve"},
+            slack={"bot_token": "xoxb-test-token", "channel": "C0INCIDENTS", "api_url": url},
+        )
+        service = await serve_on(twin, settings)
+        try:
+            await fire(twin)
+            incident = await only_incident(service)
+            waiting = await settled(service, incident.id, {"waiting_approval", "failed"})
+            assert waiting.status == "waiting_approval", waiting.error
+            (request,) = await wait_for(lambda: list(slack.posts), 10, "the approval request")
+            assert request["channel"] == "C0INCIDENTS"
+            assert waiting.request_id in json.dumps(request)
+            # What the Slack app does with a click on Approve.
+            await answer_approval(
+                service.queue,
+                incident.id,
+                request_id=waiting.request_id,
+                decision="approve",
+                by="U024BE7LH",
+                via="slack",
+            )
+            done = await settled(service, incident.id, {"done", "failed"})
+            await wait_for(lambda: len(slack.posts) == 2, 10, "the incident's summary")
+            return done, json.dumps(slack.posts[1])
+        finally:
+            await service.stop()
+            await slack.stop()
+
+    done, summary = asyncio.run(go())
+    assert done.outcome == "recovered"
+    assert "redis-cart" in summary
+    assert "xoxb-test-token" not in summary
