@@ -337,6 +337,7 @@ def test_the_deployment_fits_the_settings_and_the_server(base: list[dict[str, An
         "KUBEMEDIC_REDIS__URL",
         "KUBEMEDIC_CHECKPOINT__POSTGRES_DSN",
         "KUBEMEDIC_LLM__API_KEY",
+        "KUBEMEDIC_SLACK__BOT_TOKEN",
     ):
         ref = env[name]["valueFrom"]["secretKeyRef"]
         assert ref["optional"] is True
