@@ -36,7 +36,7 @@ from agents.llm import aclose_chat_model, make_chat_model
 from graph import compile_graph
 from interfaces.checkpoints import open_checkpointer
 from interfaces.clock import TwinClock
-from memory import make_memory
+from memory import MemoryStore, make_memory
 from policies.limits import load_limits
 from settings import Settings
 from state import AlertInfo, IncidentInput, IncidentState, Mode
@@ -220,9 +220,16 @@ async def agent_context(
     clock: ClusterClock,
     *,
     progress: Callable[[str, str], None] | None = None,
+    memory: MemoryStore | None = None,
 ) -> AsyncIterator[AgentContext]:
-    """The context every node gets; closes the model's and memory's connections after."""
-    memory = make_memory(settings)
+    """The context every node gets; closes the model's and memory's connections after.
+
+    A long-lived caller (the webhook worker, the Slack app) passes its own `memory`, so
+    that incidents learn from each other even with the in-process store; the caller
+    closes it. Otherwise each run opens the store the settings name and closes it.
+    """
+    owned = memory is None
+    memory = memory if memory is not None else make_memory(settings)
     ctx = AgentContext(
         settings=settings,
         toolbox=box,
@@ -236,7 +243,8 @@ async def agent_context(
         yield ctx
     finally:
         await aclose_chat_model(ctx.chat_model)
-        await memory.aclose()
+        if owned:
+            await memory.aclose()
 
 
 def twin_toolbox(twin: Twin, clock: TwinClock) -> CountingToolbox:

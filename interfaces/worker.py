@@ -61,6 +61,7 @@ from agents.intake import new_incident_id
 from graph import Node, compile_graph
 from interfaces.checkpoints import open_checkpointer
 from interfaces.runner import agent_context, close_toolbox, cluster_toolbox, drive
+from memory import MemoryStore, make_memory
 from settings import Settings
 from state import AlertInfo, IncidentInput, Mode
 from telemetry import IncidentSpans
@@ -1098,6 +1099,9 @@ class Worker:
         self.jobs_done = 0
         self._idle = asyncio.Condition()
         self.queue_problem = ""
+        #: One memory store for the worker's life: incidents learn from earlier ones even
+        #: when the store is the in-process one.
+        self.memory: MemoryStore = make_memory(settings)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -1135,6 +1139,7 @@ class Worker:
                 log.info("gave back %d job(s) to %s", moved, self.queue.description)
         except QueueUnavailable as exc:
             log.warning("could not give back jobs (they return after the lease): %s", exc)
+        await self.memory.aclose()
 
     async def wait_idle(self, timeout_s: float) -> None:
         """Wait until no job is being processed and the queue has none ready (tests)."""
@@ -1317,7 +1322,7 @@ class Worker:
         error: BaseException | None = None
         try:
             async with (
-                agent_context(settings, box, self.backend.clock) as ctx,
+                agent_context(settings, box, self.backend.clock, memory=self.memory) as ctx,
                 open_checkpointer(settings) as saver,
             ):
                 graph = compile_graph(saver, self.nodes)
