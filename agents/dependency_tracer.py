@@ -196,7 +196,7 @@ async def collect(ctx: AgentContext, snap: Snapshot, book: EvidenceBook) -> None
         service_metrics(ctx, snap, book),
         resource_metrics(ctx, snap, book),
     )
-    await traces(ctx, snap, book)
+    await asyncio.gather(traces(ctx, snap, book), scale_downs(ctx, snap, book))
     await container_details(ctx, snap, book)
     route_health(snap, book)
     network_policies(snap, book)
@@ -799,6 +799,97 @@ async def scale_history(ctx: AgentContext, snap: Snapshot, book: EvidenceBook) -
 
 
 _SCALED = __import__("re").compile(r"from (\d+) to (\d+)")
+_SCALED_RS = __import__("re").compile(r"Scaled down replica set (\S+) from (\d+) to (\d+)")
+
+#: At most this many struggling Deployments have their scaling events read.
+MAX_SCALE_DOWN_CHECKS = 4
+
+
+async def scale_downs(ctx: AgentContext, snap: Snapshot, book: EvidenceBook) -> None:
+    """A struggling Deployment whose replicas someone lowered (not to zero) recently: each
+    remaining replica now carries the share of the ones taken away. Reported as the scale-down
+    itself (context) and, when the workload saturates, as the rise of the load per replica."""
+    struggling: list[ObjectRef] = []
+    for ev in book.items:
+        if (
+            ev.subject.kind == "Deployment"
+            and ev.signal in ("saturation", "latency", "error_ratio")
+            and ev.severity >= 0.5
+            and ev.subject not in struggling
+        ):
+            struggling.append(ev.subject)
+
+    async def one(subject: ObjectRef) -> None:
+        w = snap.workload(subject)
+        reps = _reps(w or {})
+        desired = reps.get("desired", 0)
+        if w is None or desired <= 0 or reps.get("updated", desired) != desired:
+            return  # scaled to zero is its own signal; a rollout scales old ReplicaSets down
+        data = await sg.read(
+            ctx,
+            "list_events",
+            {
+                "namespace": subject.namespace,
+                "kind": subject.kind,
+                "name": subject.name,
+                "include_related": False,
+                "limit": 50,
+            },
+            snap.log.problems,
+            snap.log,
+        )
+        pods = [str(p.get("name") or "") for p in snap.pods_of(subject)]
+        latest: tuple[datetime, int, int] | None = None
+        for item in data or []:
+            # "Scaled down replica set api-5fd5bb78c9 from 3 to 1" (deployment controller)
+            m = _SCALED_RS.search(str(item.get("message") or ""))
+            when = sg.parse_time(item.get("last_seen"))
+            if m is None or when is None or when < snap.now - ROLLOUT_LOOKBACK:
+                continue
+            rs, before, after = m.group(1), int(m.group(2)), int(m.group(3))
+            # Only the ReplicaSet that runs the pods now, down to what the Deployment still
+            # asks for: the operator's scale, not a rolling update draining an old ReplicaSet.
+            if after != desired or before <= after or not any(p.startswith(rs + "-") for p in pods):
+                continue
+            if latest is None or when > latest[0]:
+                latest = (when, before, after)
+        if latest is None:
+            return
+        when, before, after = latest
+        book.add(
+            source="events",
+            signal="scaled_down",
+            subject=subject,
+            summary=f"{subject} was scaled down from {before} to {after} replicas at "
+            f"{when:%H:%M:%S}",
+            severity=0.3,
+            onset=when,
+            previous_replicas=before,
+            replicas=after,
+        )
+        sat = next(
+            (e for e in book.items if e.subject == subject and e.signal == "saturation"), None
+        )
+        if sat is None:
+            return
+        factor = before / after
+        book.add(
+            source="events",
+            signal="traffic_increase",
+            subject=subject,
+            summary=f"each replica of {subject} serves x{factor:.1f} the requests it did: it was "
+            f"scaled down from {before} to {after} replicas at {when:%H:%M:%S} (the total "
+            "request rate did not change)",
+            severity=0.3,
+            onset=when,
+            key="per_replica",
+            factor=factor,
+            per_replica=True,
+            previous_replicas=before,
+            replicas=after,
+        )
+
+    await asyncio.gather(*(one(s) for s in struggling[:MAX_SCALE_DOWN_CHECKS]))
 
 
 async def rollout_changes(ctx: AgentContext, snap: Snapshot, book: EvidenceBook) -> None:
@@ -1556,10 +1647,16 @@ def network_policies(snap: Snapshot, book: EvidenceBook) -> None:
     for ev in book.items:
         if ev.signal in ("trace_origin", "error_ratio", "latency") and ev.severity >= 0.5:
             failing_callees.setdefault(ev.subject.key, ev)
+    for ev in book.items:
+        # A caller's calls that time out on the way to a callee: the egress side's trouble.
+        if ev.signal == "edge_latency" and ev.severity >= 0.5:
+            failing_callees.setdefault(ev.subject.key, ev)
     for pol in snap.netpols:
         ns = str(pol.get("namespace"))
         sel = (pol.get("pod_selector") or {}).get("matchLabels") or {}
         types = pol.get("policy_types") or []
+        if "Egress" in types:
+            _egress_policy(snap, book, pol, failing_callees)
         if "Ingress" not in types:
             continue
         selected = [
@@ -1592,6 +1689,78 @@ def network_policies(snap: Snapshot, book: EvidenceBook) -> None:
             )
 
 
+def _egress_policy(
+    snap: Snapshot, book: EvidenceBook, pol: Mapping[str, Any], failing: Mapping[str, Evidence]
+) -> None:
+    """An egress NetworkPolicy that selects a caller and lets none of its calls reach one of
+    its dependencies (a default-deny egress that forgot a callee)."""
+    ns = str(pol.get("namespace"))
+    sel = (pol.get("pod_selector") or {}).get("matchLabels") or {}
+    for w in snap.workloads:
+        if w.get("namespace") != ns or not all(
+            (w.get("selector") or {}).get(k) == v for k, v in sel.items()
+        ):
+            continue
+        wref = sg.ref(str(w.get("kind") or "Deployment"), ns, str(w.get("name")))
+        blocked: set[str] = set()
+        for svc in snap.graph.calls.get(wref.key, set()):
+            backends = snap.graph.backs.get(svc, set())
+            if not backends:
+                continue
+            if not any(_egress_admits(pol, snap, b) for b in backends):
+                blocked |= {svc, *backends}
+        if not blocked:
+            continue
+        trouble = failing.get(wref.key) or next(
+            (failing[k] for k in sorted(blocked) if k in failing), None
+        )
+        callees = sorted(k for k in blocked if sg.ref_from_key(k).kind == "Service")
+        book.add(
+            source="config",
+            signal="network_policy_blocks",
+            subject=sg.ref("NetworkPolicy", ns, str(pol.get("name"))),
+            summary=f"egress NetworkPolicy {ns}/{pol.get('name')} selects {wref} and lets none "
+            f"of its calls reach {', '.join(callees)}"
+            + (f"; they fail ([{trouble.id}])" if trouble else ""),
+            severity=0.85 if trouble else 0.4,
+            onset=sg.parse_time(pol.get("created")),
+            key=f"egress:{wref.key}",
+            selects=wref.key,
+            blocked=sorted(blocked),
+            direction="egress",
+        )
+
+
+def _egress_admits(pol: Mapping[str, Any], snap: Snapshot, callee_key: str) -> bool:
+    """Does some egress rule of `pol` let traffic reach the workload `callee_key`? What cannot
+    be judged from here (IP blocks, namespace labels) counts as admitted: no false blame."""
+    callee = snap.graph.nodes.get(callee_key)
+    if callee is None:
+        return True
+    labels = (snap.workload(callee) or {}).get("selector") or {}
+    for rule in pol.get("egress") or []:
+        tos = rule.get("to") or []
+        if not tos:
+            return True
+        for t in tos:
+            ps = t.get("podSelector")
+            nss = t.get("namespaceSelector")
+            if ps is None and nss is None:
+                # An ipBlock: pod IPs may fall in it.
+                return True
+            if nss is None and callee.namespace != pol.get("namespace"):
+                continue  # a bare podSelector means the policy's own namespace
+            labelled = nss is not None and (nss.get("matchLabels") or nss.get("matchExpressions"))
+            if labelled and callee.namespace != pol.get("namespace"):
+                return True  # namespace labels are not read here
+            if ps is None or ps.get("matchExpressions"):
+                return True
+            match = ps.get("matchLabels") or {}
+            if all(labels.get(k) == v for k, v in match.items()):
+                return True
+    return False
+
+
 def _admits(pol: Mapping[str, Any], snap: Snapshot, caller_key: str) -> bool:
     caller = snap.graph.nodes.get(caller_key)
     if caller is None:
@@ -1617,6 +1786,9 @@ def _admits(pol: Mapping[str, Any], snap: Snapshot, caller_key: str) -> bool:
 
 # -- localization ---------------------------------------------------------------------------------
 
+
+#: Signals of trouble on the way between components (a NetworkPolicy can explain them).
+_PATH_SIGNALS = frozenset({"edge_latency", "trace_origin"})
 
 #: A Service's own configuration faults (its callers never reach what is behind it).
 _SERVICE_FAULTS = frozenset({"target_port_mismatch", "selector_mismatch", "missing_service"})
@@ -1655,6 +1827,8 @@ def localize(
             ):
                 for k in _keys_for(str(c), groups, graph):
                     blamed_by.setdefault(k, set()).add(ev.subject.key)
+    # Components a NetworkPolicy cuts off: their timeouts on the way are the policy's doing.
+    policy_blamed: dict[str, set[str]] = {}
     # A node that is down explains the pods on it.
     for ev in evidence:
         if ev.signal == "node_not_ready":
@@ -1665,6 +1839,10 @@ def localize(
                 blamed_by.setdefault(
                     sg.ref("Service", ev.subject.namespace, str(sid)).key, set()
                 ).add(ev.subject.key)
+            # The canary's workload too: its errors are the bad release the route exposes,
+            # and the route (its lever) is where the fix goes.
+            for wk in ev.data.get("failing_workloads") or []:
+                blamed_by.setdefault(str(wk), set()).add(ev.subject.key)
         # A workload's symptoms measured at a Service in front of it are the Service's when
         # the Service itself is misconfigured (callers never reach the workload).
         svc = ev.data.get("service")
@@ -1679,8 +1857,10 @@ def localize(
             blamed_by.setdefault(str(ev.data["blocks"]), set()).add(ev.subject.key)
         if ev.signal == "network_policy_blocks" and ev.severity >= 0.5:
             blamed_by.setdefault(str(ev.data.get("selects")), set()).add(ev.subject.key)
+            policy_blamed.setdefault(str(ev.data.get("selects")), set()).add(ev.subject.key)
             for c in ev.data.get("blocked") or []:
                 blamed_by.setdefault(str(c), set()).add(ev.subject.key)
+                policy_blamed.setdefault(str(c), set()).add(ev.subject.key)
     # Only focus objects that exist count: an alert label naming something else (an app's
     # name, a typo) must not push every real candidate off "the alerting path".
     focus_keys: set[str] = set()
@@ -1708,6 +1888,10 @@ def localize(
         evs = [e for e in groups[key] if is_anomaly(e)]
         subject = evs[0].subject
         strong = [e for e in evs if e.signal in STRONG_INTRINSIC]
+        if policy_blamed.get(key, set()) & anomalous:
+            # Calls that die on the way to (or from) a component a NetworkPolicy cuts off are
+            # the policy's doing, not the component's own fault.
+            strong = [e for e in strong if e.signal not in _PATH_SIGNALS]
         intrinsic = [e for e in evs if e.signal in sg.INTRINSIC_SIGNALS]
         auth = any(e.signal == "auth_error" for e in evs)
         deps = graph.dependencies(key)

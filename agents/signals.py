@@ -99,6 +99,7 @@ CONTEXT_SIGNALS = frozenset(
         "memory_growth",
         "recovered_anomaly",
         "scale_history",
+        "scaled_down",
         "secret_changed",
         "stuck_pods",
     }
@@ -112,6 +113,8 @@ DETECTION_SEVERITY = 0.5
 
 CAUSE_CATEGORIES: dict[str, tuple[str, str]] = {
     "scaled_to_zero": ("Application", "Dependency Problem"),
+    # An operator lowered the replicas (not to zero) and the rest cannot carry the load.
+    "scaled_down": ("Application", "Operation Error"),
     "selector_mismatch": ("Virtualization", "Misconfiguration"),
     "service_port_mismatch": ("Virtualization", "Misconfiguration"),
     "missing_service": ("Virtualization", "Operation Error"),
@@ -128,7 +131,7 @@ CAUSE_CATEGORIES: dict[str, tuple[str, str]] = {
     "saturation": ("Application", "Resource Exhaustion"),
     "hpa_at_max": ("Application", "Resource Exhaustion"),
     "network_latency": ("Virtualization", "Network/Storage Issue"),
-    "network_policy": ("Virtualization", "Misconfiguration"),
+    "network_policy": ("Virtualization", "Network/Storage Issue"),
     "node_failure": ("Hardware", "Network/Storage Issue"),
     "auth_failure": ("Application", "Authentication Issue"),
     "quota_exhausted": ("Virtualization", "Resource Exhaustion"),
