@@ -725,11 +725,15 @@ def silence_evidence(
 # -- events ---------------------------------------------------------------------------------------
 
 _QUOTA = re.compile(r"exceeded quota: ([a-z0-9.\-]+)")
+#: Events about a pod's removal itself: they matter after the pod is gone.
+_POD_LOSS = frozenset({"NodeNotReady", "Evicted", "TaintManagerEviction", "NodeLost"})
 
 
 def event_evidence(snap: Snapshot, book: EvidenceBook) -> None:
     """Warning events: probe failures, back-off, scheduling, quota, image pulls, evictions."""
     cutoff = snap.now - EVENT_WINDOW
+    live_pods = {(str(p.get("namespace")), str(p.get("name"))) for p in snap.pods}
+    listed = {ns for ns, _ in live_pods}
     for ev in snap.events:
         if ev.get("type") != "Warning":
             continue
@@ -738,6 +742,15 @@ def event_evidence(snap: Snapshot, book: EvidenceBook) -> None:
             continue
         kind, _, name = str(ev.get("object") or "").partition("/")
         ns = str(ev.get("namespace") or "")
+        if (
+            kind == "Pod"
+            and ns in listed
+            and (ns, name) not in live_pods
+            and ev.get("reason") not in _POD_LOSS
+        ):
+            # The pod is gone (an old ReplicaSet's, replaced by a later release or a restart):
+            # its back-offs and failed probes are history, not the workload's state now.
+            continue
         subject = (
             snap.owner_of(kind, ns, name)
             if kind in ("Pod", "ReplicaSet")
