@@ -105,7 +105,14 @@ async def planner(state: IncidentState, runtime: Runtime[AgentContext]) -> dict[
     # After a failed verification the fresh reading replaces the old one: what was true before
     # the action (a workload at zero replicas, a crash loop) may no longer be.
     evidence = fresh or list(state.evidence)
-    diagnosis = diagnose(state, evidence, now)
+    histories = await release_histories(ctx, evidence)
+    releases = release_evidence(histories, len(state.evidence) + len(fresh))
+    diagnosis = diagnose(
+        state,
+        evidence,
+        now,
+        {k: {**h, "evidence_id": releases[k].id} for k, h in histories.items() if k in releases},
+    )
     plan = make_plan(state, diagnosis, ctx.limits)
     tokens: TokenUsage | None = None
     if ctx.model_enabled:
@@ -141,8 +148,9 @@ async def planner(state: IncidentState, runtime: Runtime[AgentContext]) -> dict[
         )
     )
     update: dict[str, Any] = {"plan": plan, "transcript": transcript}
-    if fresh:
-        update["evidence"] = fresh
+    if fresh or releases:
+        # The release histories are evidence the fallback rollbacks cite (the critic checks).
+        update["evidence"] = [*fresh, *releases.values()]
     if diagnosis.detected:
         update["detected_at"] = state.detected_at or now
         if plan.hypotheses:
@@ -156,6 +164,35 @@ async def planner(state: IncidentState, runtime: Runtime[AgentContext]) -> dict[
 
 def _after_failed_verification(state: IncidentState) -> bool:
     return bool(state.verifications) and state.verifications[-1].status in ("not_yet", "worse")
+
+
+#: At most this many Deployments' rollout histories are read per planning round.
+MAX_HISTORIES = 3
+
+
+async def release_histories(
+    ctx: AgentContext, evidence: Sequence[Evidence]
+) -> dict[str, dict[str, Any]]:
+    """Rollout histories of the OOMKilled Deployments (by key). The specialists only report
+    revisions from the last hour; a leak shipped in an older release needs the whole history to
+    find the revision that ran other code."""
+    subjects: list[ObjectRef] = []
+    for e in evidence:
+        if (
+            e.signal == "oom_killed"
+            and e.subject.kind == "Deployment"
+            and e.subject not in subjects
+        ):
+            subjects.append(e.subject)
+    out: dict[str, dict[str, Any]] = {}
+    problems: list[str] = []
+    for s in subjects[:MAX_HISTORIES]:
+        data = await sg.read(
+            ctx, "rollout_history", {"namespace": s.namespace, "name": s.name}, problems
+        )
+        if isinstance(data, dict):
+            out[s.key] = data
+    return out
 
 
 async def refresh_evidence(state: IncidentState, ctx: AgentContext) -> list[Evidence]:
@@ -283,14 +320,82 @@ def graph_of(state: IncidentState) -> Graph:
     return g
 
 
-def diagnose(state: IncidentState, evidence: Sequence[Evidence], now: datetime) -> Diagnosis:
+def _release_before(data: Mapping[str, Any]) -> tuple[Mapping[str, Any], Mapping[str, Any]] | None:
+    """(the current revision, the latest earlier one that ran other images), if any."""
+    revisions = sorted(
+        (r for r in data.get("revisions") or [] if isinstance(r, Mapping)),
+        key=lambda r: int(r.get("revision") or 0),
+    )
+    current = int(data.get("current_revision") or 0)
+    cur = next((r for r in revisions if int(r.get("revision") or 0) == current), None)
+    if cur is None or not cur.get("images"):
+        return None
+    images = dict(cur.get("images") or {})
+    earlier = [
+        r
+        for r in revisions
+        if 0 < int(r.get("revision") or 0) < current
+        and r.get("images")
+        and dict(r.get("images") or {}) != images
+    ]
+    return (cur, earlier[-1]) if earlier else None
+
+
+def _images_text(rev: Mapping[str, Any]) -> str:
+    return sg.clip(", ".join(f"{c}={i}" for c, i in dict(rev.get("images") or {}).items()), 200)
+
+
+def release_evidence(histories: Mapping[str, Mapping[str, Any]], start: int) -> dict[str, Evidence]:
+    """One evidence item per workload whose history has an earlier release (by key)."""
+    out: dict[str, Evidence] = {}
+    for key, data in histories.items():
+        found = _release_before(data)
+        subject = _ref_or_none(key)
+        if found is None or subject is None:
+            continue
+        cur, prev = found
+        out[key] = Evidence(
+            id=f"plan-release-{start + len(out) + 1}",
+            source="rollout",
+            signal="release_history",
+            subject=subject,
+            summary=f"{subject} runs revision {cur.get('revision')} ({_images_text(cur)}, "
+            f"created {cur.get('created')}, "
+            f"{sg.clip(str(cur.get('change_cause') or 'no change-cause'), 120)}); revision "
+            f"{prev.get('revision')} ran {_images_text(prev)} (created {prev.get('created')})",
+            severity=0.2,
+            data={
+                "revision": cur.get("revision"),
+                "release_revision": prev.get("revision"),
+                "images": dict(cur.get("images") or {}),
+                "release_images": dict(prev.get("images") or {}),
+            },
+            agent=NODE,
+        )
+    return out
+
+
+def diagnose(
+    state: IncidentState,
+    evidence: Sequence[Evidence],
+    now: datetime,
+    histories: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Diagnosis:
     """Hypotheses from all the evidence, best first, and whether there is a fault at all."""
     scope = scope_of(state)
     graph = graph_of(state)
     current = _current_evidence(evidence)
     candidates = localize(current, graph, scope)
     groups = sg.by_subject(current)
-    ctx = _Ctx(groups=groups, graph=graph, scope=scope, now=now, evidence=current)
+    ctx = _Ctx(
+        groups=groups,
+        graph=graph,
+        scope=scope,
+        now=now,
+        evidence=current,
+        histories=histories or {},
+        own_writes=_own_writes(state),
+    )
     assessments: list[Assessment] = []
     for c in candidates[:8]:
         if c.score < MIN_CANDIDATE:
@@ -358,6 +463,10 @@ class _Ctx:
     scope: Scope
     now: datetime
     evidence: Sequence[Evidence]
+    #: Rollout histories (the rollout_history tool's data) by workload key.
+    histories: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: When this incident first changed each workload (by key): revisions from then on are ours.
+    own_writes: Mapping[str, datetime] = field(default_factory=dict)
 
     def of(self, key: str, *signals: str) -> list[Evidence]:
         evs = self.groups.get(key, [])
@@ -373,6 +482,20 @@ class _Ctx:
         for k in keys:
             out += self.of(k, *signals)
         return out
+
+
+#: A revision created this close before our own write's timestamp is still ours (the API
+#: server's creation timestamps have whole seconds).
+OWN_WRITE_SLACK = timedelta(seconds=2)
+
+
+def _own_writes(state: IncidentState) -> dict[str, datetime]:
+    out: dict[str, datetime] = {}
+    for ex in state.executed:
+        if ex.status in ("applied", "undone"):
+            key = str(ex.action.target)  # the same text as ObjectRef.key
+            out[key] = min(out.get(key, ex.at), ex.at)
+    return out
 
 
 def _ref_or_none(key: Any) -> ObjectRef | None:
@@ -644,6 +767,10 @@ def revision_before_onset(x: _Ctx, subject: ObjectRef) -> Evidence | None:
     """The workload's revision change, if it came right before the trouble began."""
     rev = _first(x.of(subject.key, "rollout_changed"))
     if rev is None or rev.onset is None or not rev.data.get("previous_revision"):
+        return None
+    ours = x.own_writes.get(subject.key)
+    if ours is not None and rev.onset >= ours - OWN_WRITE_SLACK:
+        # The revision this incident's own action made (more memory, say) is no trigger.
         return None
     onset = _onset(x, subject)
     if onset - ROLLOUT_WINDOW <= rev.onset <= onset + ROLLOUT_SLACK:
@@ -1115,9 +1242,40 @@ def oom_assessment(
                     f"{s.name} has all replicas ready and no new OOMKilled restarts in the window",
                 ),
                 note=note,
-            )
+            ),
+            *_earlier_release(s, x),
         ],
     )
+
+
+def _earlier_release(s: ObjectRef, x: _Ctx) -> list[Option]:
+    """The rollback to the latest revision that ran other images than the current one: the
+    fallback when more memory does not stop the kills (a leak shipped in the current release
+    only grows into any limit). Never the first choice on its own evidence: more memory is the
+    less invasive fix for an undersized limit; memory of past incidents may put it first."""
+    data = x.histories.get(s.key)
+    found = _release_before(data) if s.kind == "Deployment" and data else None
+    if data is None or found is None:
+        return []
+    prev = found[1]
+    to = int(prev.get("revision") or 0)
+    ran = _images_text(prev)
+    cite = [str(data["evidence_id"])] if data.get("evidence_id") else []
+    return [
+        Option(
+            "rollback",
+            _spec(
+                s,
+                {"to_revision": to},
+                f"{s.name} runs revision {to} again, the release before its current images",
+                f"{s.name}'s rollout completes on revision {to}'s template, all replicas ready, "
+                "no new OOMKilled restarts",
+            ),
+            note=f"revision {to} ran {ran}: if the current release leaks, more memory only "
+            "delays the next kill",
+            evidence_ids=cite,
+        )
+    ]
 
 
 def load_assessment(

@@ -52,6 +52,16 @@ ERROR_OK = 0.02
 LATENCY_FACTOR = 2.0
 #: Worse: the alerting error ratio rose by at least this much over its value before the action.
 WORSE_ERROR_DELTA = 0.1
+#: A container of a workload that was OOMKilled, whose memory (as a share of its limit) is past
+#: LEAK_NEAR and still climbs fast enough to reach the limit within LEAK_HORIZON_MIN minutes, is
+#: not recovered: more memory only delayed the next kill (a leak grows into any limit).
+LEAK_NEAR = 0.4
+LEAK_HORIZON_MIN = 10.0
+#: ... and it must have climbed at least this much over the points read (not noise).
+LEAK_MIN_RISE = 0.1
+#: Fewer memory points than this (15 s apart) say nothing about a trend; the last step must
+#: still climb (a new pod's memory rises at start, then levels off).
+LEAK_MIN_POINTS = 3
 
 _BAD_WAITING = (
     "CrashLoopBackOff",
@@ -136,6 +146,8 @@ class Targets:
     before: dict[str, float] = field(default_factory=dict)
     #: Workloads that were failing before the action.
     failing_before: set[str] = field(default_factory=set)
+    #: Workloads that were OOMKilled: their containers' memory trend is watched too.
+    memory: list[ObjectRef] = field(default_factory=list)
 
 
 def targets_of(state: IncidentState) -> Targets:
@@ -193,6 +205,8 @@ def targets_of(state: IncidentState) -> Targets:
             t.baselines[key] = (base_err, base_lat)
         if ev.signal in ("replicas_unavailable", "crash_loop", "image_pull_error", "oom_killed"):
             t.failing_before.add(ev.subject.key)
+        if ev.signal == "oom_killed" and ev.subject.kind in sg.WORKLOAD_KINDS:
+            _add(t.memory, ev.subject)
         if ev.signal == "node_not_ready":
             for w in ev.data.get("workloads") or []:
                 _add(t.workloads, sg.ref_from_key(str(w)))
@@ -205,6 +219,7 @@ def targets_of(state: IncidentState) -> Targets:
                 _add(t.services, sg.ref("Service", ns, name))
     # A backend the plan took all traffic off is no longer on the path (nor what only it runs).
     t.services = [r for r in t.services if r.key not in drained]
+    t.memory = [r for r in t.memory if r in t.workloads]
     for r in [*t.workloads, *t.services, *t.endpoints]:
         if r.namespace and r.namespace not in t.namespaces:
             t.namespaces.append(r.namespace)
@@ -246,6 +261,10 @@ class Reading:
     #: service key -> (error ratio, p99 ms) over the last minute.
     golden: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: workload key -> [(pod, container, [(time, memory / limit)])] over the last minutes.
+    memory: dict[str, list[tuple[str, str, list[tuple[datetime, float]]]]] = field(
+        default_factory=dict
+    )
     problems: list[str] = field(default_factory=list)
 
     def restarts(self, workload: ObjectRef) -> dict[str, int]:
@@ -283,6 +302,21 @@ async def read(ctx: AgentContext, t: Targets) -> Reading:
         )
     if t.nodes:
         jobs.append(sg.read(ctx, "list_nodes", {"limit": 500}, r.problems))
+    for wref in t.memory:
+        jobs.append(
+            sg.read(
+                ctx,
+                "workload_resource_metrics",
+                {
+                    "namespace": wref.namespace,
+                    "workload": wref.name,
+                    "minutes": 5,
+                    "step_seconds": 15,
+                    "include_points": True,
+                },
+                r.problems,
+            )
+        )
     results = await asyncio.gather(*jobs)
     i = 0
     for _ns in t.namespaces:
@@ -303,6 +337,22 @@ async def read(ctx: AgentContext, t: Targets) -> Reading:
     if t.nodes:
         for n in results[i] or []:
             r.nodes[str(n.get("name"))] = n
+        i += 1
+    for wref in t.memory:
+        data = results[i]
+        i += 1
+        block = data.get("memory_vs_limit") if isinstance(data, Mapping) else None
+        series = []
+        for s in (block or {}).get("series") or [] if isinstance(block, Mapping) else []:
+            labels = s.get("labels") or {}
+            series.append(
+                (
+                    str(labels.get("pod") or ""),
+                    str(labels.get("container") or ""),
+                    sg.series_points({"series": [s]}),
+                )
+            )
+        r.memory[wref.key] = series
     return r
 
 
@@ -366,6 +416,8 @@ def check(t: Targets, now: Reading, first: Reading | None) -> list[str]:
         ]
         if bad:
             out.append(f"FAIL {wref}: {', '.join(bad)}")
+        if wref in t.memory:
+            out += _memory_checks(wref, now)
     pending = [
         str(p.get("name"))
         for p in now.pods
@@ -413,6 +465,42 @@ def check(t: Targets, now: Reading, first: Reading | None) -> list[str]:
         else:
             out.append(f"OK no pod of ours is stuck on node {node}")
     return out
+
+
+def _memory_checks(wref: ObjectRef, now: Reading) -> list[str]:
+    """The running pods' memory must not be on course for the limit again."""
+    alive = {str(p.get("name")) for p in now.pods if sg.workload_ref(p) == wref}
+    out: list[str] = []
+    for pod, container, pts in now.memory.get(wref.key, []):
+        if pod not in alive or len(pts) < LEAK_MIN_POINTS:
+            continue
+        last = pts[-1][1]
+        rise = last - min(v for _, v in pts)
+        per_min = _slope(pts) * 60
+        climbing = pts[-1][1] > pts[-2][1]
+        if last >= LEAK_NEAR and rise >= LEAK_MIN_RISE and per_min > 0 and climbing:
+            eta = max(0.0, 1.0 - last) / per_min
+            if eta <= LEAK_HORIZON_MIN:
+                out.append(
+                    f"FAIL {wref}: pod {pod} container {container} memory at "
+                    f"{100 * last:.0f}% of its limit and climbing {100 * per_min:.0f} points/min: "
+                    f"OOMKilled again in about {eta:.1f} min"
+                )
+                continue
+        out.append(f"OK {wref}: pod {pod} container {container} memory steady")
+    return out
+
+
+def _slope(points: Sequence[tuple[datetime, float]]) -> float:
+    """Least-squares slope per second."""
+    if len(points) < 2:
+        return 0.0
+    t0 = points[0][0]
+    xs = [(t - t0).total_seconds() for t, _ in points]
+    ys = [v for _, v in points]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    den = sum((x - mx) ** 2 for x in xs)
+    return 0.0 if den == 0 else sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / den
 
 
 def judge(t: Targets, history: Sequence[Reading]) -> Judgement:

@@ -1,10 +1,18 @@
 """Learning on the twin: the same family of fault twice, on two different services.
 
-A Deployment scaled to zero (redis-cart), then another one (productcatalogservice),
-through the whole graph (`interfaces.runner.run_scenario`) with the incident memory in
-the machine's Redis. The second incident recalls the first, with how its action fared,
-and the planner's reasoning says so. The second run is compared with the same scenario
-run on an empty memory: learning must not cost steps or simulated time.
+Through the whole graph (`interfaces.runner.run_scenario`) with the incident memory in
+the machine's Redis; each second run is compared with the same scenario on an empty memory.
+
+- A Deployment scaled to zero (redis-cart), then another one (productcatalogservice): the
+  second incident recalls the first, with how its action fared, and the planner says so;
+  learning must not cost steps or simulated time (the first choice works both times).
+- A release that leaks memory, rolled out over an hour before it starts leaking (so no
+  recent rollout points at it): its pods are OOMKilled, which looks like an undersized limit.
+  On an empty memory the planner first raises the limit (the least invasive fix), the
+  verifier sees the new pods' memory climb toward the new limit again (not yet), and the
+  re-plan rolls back to the revision that ran other images, which recovers. The learner
+  records both outcomes for the cause kind; on another service with the same fault, recall
+  brings them back and the planner rolls back first: fewer steps and less simulated time.
 """
 
 from __future__ import annotations
@@ -30,6 +38,9 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 FIRST = "cart-redis-down"  # built-in: redis-cart scaled to zero
 SECOND = ROOT / "evals" / "suite" / "shop-catalog-scaled-to-zero.yaml"
+#: The leak family: the same fault on two services (scenario files of this test only).
+LEAK_FIRST = Path(__file__).parent / "scenarios" / "cart-slow-release-leak.yaml"
+LEAK_SECOND = Path(__file__).parent / "scenarios" / "email-slow-release-leak.yaml"
 
 
 def _run(scenario: str | Path, settings: Settings) -> Any:
@@ -102,4 +113,65 @@ def test_the_second_incident_of_a_family_recalls_the_first(
         f"mitigated at {first.report['sim_seconds']['mitigate']} s; "
         f"second {SECOND.stem} with memory: steps {second.graph.steps}, mitigated at "
         f"{warm_s} s; without memory: steps {baseline.graph.steps}, mitigated at {cold_s} s"
+    )
+
+
+def _actions(run: Any) -> list[str]:
+    return [a["action"] for a in run.report["actions"] if a["status"] == "applied"]
+
+
+def _ttm(run: Any) -> float:
+    """Simulated seconds from detection to mitigation."""
+    sim = run.report["sim_seconds"]
+    assert sim["mitigate"] is not None
+    assert sim["detect"] is not None
+    return float(sim["mitigate"] - sim["detect"])
+
+
+def test_what_worked_for_a_leaking_release_is_tried_first_next_time(
+    redis_url: str, prefixes: tuple[str, str], tmp_path: Path
+) -> None:
+    warm, cold = prefixes
+    first = _run(LEAK_FIRST, _settings(tmp_path, redis_url, warm, "first"))
+    # On an empty memory: more memory first, not enough, then the earlier release.
+    assert first.report["recovered"]
+    assert _actions(first) == ["set_resources", "rollback"]
+    assert [v.status for v in first.state.verifications] == ["not_yet", "recovered"]
+    first_id = first.state.incident.id
+
+    second = _run(LEAK_SECOND, _settings(tmp_path, redis_url, warm, "second"))
+    baseline = _run(LEAK_SECOND, _settings(tmp_path, redis_url, cold, "baseline"))
+
+    # Recall found the first incident and both of its actions' outcomes for the cause kind.
+    recall = second.state.recall
+    assert recall is not None
+    assert [p.incident_id for p in recall.similar] == [first_id]
+    assert recall.similar[0].cause_kind == "oom"
+    stats = {(s.cause_kind, s.action): (s.successes, s.failures) for s in recall.stats}
+    assert stats[("oom", "set_resources")] == (0, 1)
+    assert stats[("oom", "rollback")] == (1, 0)
+    assert baseline.state.recall is not None
+    assert baseline.state.recall.similar == []
+
+    # With memory the planner rolls back first, and says why.
+    assert second.state.plan is not None
+    assert second.state.plan.revision == 0
+    assert second.state.plan.actions[0].action == "rollback"
+    assert "Memory: set_resources failed before" in second.state.plan.reasoning
+    assert "rollback worked before" in second.state.plan.reasoning
+    assert second.report["recovered"]
+    assert _actions(second) == ["rollback"]
+    assert [v.status for v in second.state.verifications] == ["recovered"]
+
+    # Without memory the same incident takes the detour.
+    assert baseline.report["recovered"]
+    assert _actions(baseline) == ["set_resources", "rollback"]
+
+    assert second.graph.steps < baseline.graph.steps
+    assert _ttm(second) < _ttm(baseline)
+    print(
+        f"\nleak learning figures: first {LEAK_FIRST.stem}: steps {first.graph.steps}, "
+        f"detect->mitigate {_ttm(first):.0f} s; second {LEAK_SECOND.stem} with memory: "
+        f"steps {second.graph.steps}, detect->mitigate {_ttm(second):.0f} s; without memory: "
+        f"steps {baseline.graph.steps}, detect->mitigate {_ttm(baseline):.0f} s"
     )
