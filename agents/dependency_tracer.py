@@ -1306,6 +1306,64 @@ async def container_details(ctx: AgentContext, snap: Snapshot, book: EvidenceBoo
 # -- traces ---------------------------------------------------------------------------------------
 
 
+#: Calls a caller must have made to a peer before their failed share counts as its error ratio.
+MIN_CLIENT_CALLS = 5
+#: At most this many unanswered caller -> callee edges get their error ratio read.
+MAX_UNANSWERED_EDGES = 3
+
+
+async def _unanswered_ratio(
+    ctx: AgentContext,
+    snap: Snapshot,
+    book: EvidenceBook,
+    unanswered: Mapping[tuple[str, str], list[float]],
+) -> None:
+    """A callee that answers none of the calls (no span of its own, the caller times out) and
+    reports no request metrics of its own (a database): its error ratio as its callers' client
+    spans see it, over all recent traces through the caller (not only the failing ones)."""
+    edges = sorted(unanswered, key=lambda e: -len(unanswered[e]))[:MAX_UNANSWERED_EDGES]
+    edges = [e for e in edges if len(unanswered[e]) >= 3]
+    results = await asyncio.gather(
+        *(
+            sg.read(
+                ctx,
+                "find_traces",
+                {"service": caller, "errors_only": False, "minutes": TRACE_MINUTES, "limit": 50},
+                snap.log.problems,
+                snap.log,
+            )
+            for caller, _ in edges
+        )
+    )
+    for (caller, peer), data in zip(edges, results, strict=True):
+        callee = snap.index.trace_service(peer)
+        if callee is None:
+            continue
+        if any(e.signal == "error_ratio" and e.subject == callee for e in book.items):
+            continue  # its own metrics say it already
+        total = failed = 0
+        for t in data or []:
+            for span in t.get("spans") or []:
+                if span.get("kind") == "client" and str(span.get("peer")) == peer:
+                    total += 1
+                    failed += bool(span.get("error"))
+        if total < MIN_CLIENT_CALLS or failed / total < 0.2:
+            continue
+        ratio = failed / total
+        book.add(
+            source="traces",
+            signal="error_ratio",
+            subject=callee,
+            summary=f"{ratio:.0%} of {total} recent calls from {caller} to {peer} fail "
+            f"unanswered (the callers' client spans; {peer} reports no requests of its own)",
+            severity=min(0.9, 0.5 + 0.4 * ratio),
+            key="client_side",
+            recent=ratio,
+            client_side=True,
+            calls=total,
+        )
+
+
 @dataclass
 class _Blame:
     count: int = 0
@@ -1335,6 +1393,7 @@ async def traces(ctx: AgentContext, snap: Snapshot, book: EvidenceBook) -> None:
     blames: dict[str, _Blame] = {}
     slow: dict[tuple[str, str], list[float]] = {}
     origin_slow: dict[str, list[float]] = {}
+    unanswered: dict[tuple[str, str], list[float]] = {}
     calls = [
         sg.read(
             ctx,
@@ -1375,7 +1434,7 @@ async def traces(ctx: AgentContext, snap: Snapshot, book: EvidenceBook) -> None:
     await _errors_stopped(ctx, snap, book, stopped)
     for data in results[len(calls) :]:
         for t in data or []:
-            _blame_latency(t, slow, origin_slow)
+            _blame_latency(t, slow, origin_slow, unanswered)
     for key, b in blames.items():
         subject = _trace_subject(key, snap.index)
         cls = max(b.classes, key=lambda c: b.classes[c]) if b.classes else "other"
@@ -1428,6 +1487,27 @@ async def traces(ctx: AgentContext, snap: Snapshot, book: EvidenceBook) -> None:
             key=caller_ref.key,
             caller=caller_ref.key,
             peer=peer,
+            wait_ms=avg,
+        )
+    await _unanswered_ratio(ctx, snap, book, unanswered)
+    for (caller, peer), waits in unanswered.items():
+        callee = snap.index.trace_service(peer)
+        caller_ref = snap.index.trace_service(caller)
+        if callee is None or caller_ref is None:
+            continue
+        avg = sum(waits) / len(waits)
+        book.add(
+            source="traces",
+            signal="trace_origin",
+            subject=callee,
+            summary=f"calls from {caller_ref} to {peer} get no answer: they fail after "
+            f"{avg:.0f} ms and {peer} records no span for them ({len(waits)} calls)",
+            severity=0.6 if len(waits) >= 3 else 0.45,
+            key=f"unanswered:{caller_ref.key}",
+            count=len(waits),
+            failure="timeout",
+            unanswered=True,
+            callers=[caller_ref.key],
             wait_ms=avg,
         )
     for service, selfs in origin_slow.items():
@@ -1552,6 +1632,7 @@ def _blame_latency(
     t: Mapping[str, Any],
     slow: dict[tuple[str, str], list[float]],
     origin: dict[str, list[float]],
+    unanswered: dict[tuple[str, str], list[float]] | None = None,
 ) -> None:
     spans = list(t.get("spans") or [])
     if not spans:
@@ -1574,6 +1655,17 @@ def _blame_latency(
     if total > 0 and self_ms < 0.3 * total:
         return
     if span.get("kind") == "client" and span.get("peer"):
+        if (
+            unanswered is not None
+            and span.get("error")
+            and not children.get(str(span.get("span_id")))
+        ):
+            # The call failed and the callee recorded no span for it: nothing answered. That is
+            # no proof the time went "on the way"; a hung callee looks exactly like this.
+            unanswered.setdefault((str(span.get("service")), str(span.get("peer"))), []).append(
+                self_ms
+            )
+            return
         slow.setdefault((str(span.get("service")), str(span.get("peer"))), []).append(self_ms)
     else:
         origin.setdefault(str(span.get("service")), []).append(self_ms)
