@@ -10,6 +10,9 @@ the evidence:
 
 - roll back only when the workload's revision changed right before the onset;
 - raise a memory limit only for an OOM kill, to a value derived from the peak;
+  if that does not stop the kills (a leak grows into any limit), roll back to
+  the latest revision that ran other images (read from the rollout history,
+  however old the release; a revision our own action made is never a trigger);
 - fix a Service's targetPort only to a port its pods declare, its selector only
   to labels a workload carries;
 - scale up a workload scaled to zero to the replicas it had;

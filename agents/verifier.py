@@ -7,7 +7,9 @@ their callers and the alert depend on:
 
 - every workload touched or blamed has all its desired replicas ready (and at
   least one), its rollout complete (every replica on the current template), and
-  no container restarted during the window;
+  no container restarted during the window; and, for one that was OOMKilled,
+  no container's memory still climbing fast toward its limit (more memory only
+  delays a leak's next kill);
 - no pod in those namespaces is Pending or crash-looping because of the change;
 - the error ratio of the Services on the alerting path is back near the
   baseline the specialists measured before the fault, and their p99 latency too;

@@ -128,6 +128,13 @@ def _ttm(run: Any) -> float:
     return float(sim["mitigate"] - sim["detect"])
 
 
+def _verified(run: Any) -> float:
+    """Simulated seconds from detection to the verifier's "recovered"."""
+    assert run.state.mitigated_at is not None
+    assert run.state.detected_at is not None
+    return float((run.state.mitigated_at - run.state.detected_at).total_seconds())
+
+
 def test_what_worked_for_a_leaking_release_is_tried_first_next_time(
     redis_url: str, prefixes: tuple[str, str], tmp_path: Path
 ) -> None:
@@ -169,9 +176,36 @@ def test_what_worked_for_a_leaking_release_is_tried_first_next_time(
 
     assert second.graph.steps < baseline.graph.steps
     assert _ttm(second) < _ttm(baseline)
+    assert _verified(second) < _verified(baseline)
     print(
         f"\nleak learning figures: first {LEAK_FIRST.stem}: steps {first.graph.steps}, "
         f"detect->mitigate {_ttm(first):.0f} s; second {LEAK_SECOND.stem} with memory: "
         f"steps {second.graph.steps}, detect->mitigate {_ttm(second):.0f} s; without memory: "
-        f"steps {baseline.graph.steps}, detect->mitigate {_ttm(baseline):.0f} s"
+        f"steps {baseline.graph.steps}, detect->mitigate {_ttm(baseline):.0f} s; "
+        f"detect->verified recovered: first {_verified(first):.0f} s, second with memory "
+        f"{_verified(second):.0f} s, without memory {_verified(baseline):.0f} s"
     )
+
+
+def test_the_fallback_release_is_the_latest_revision_with_other_images() -> None:
+    from agents.planner import release_evidence
+
+    first = {"revision": 1, "images": {"server": "app:v1"}, "created": "t1"}
+    history: dict[str, Any] = {
+        "current_revision": 4,
+        "revisions": [
+            first,
+            {"revision": 2, "images": {"server": "app:v2"}, "created": "t2"},
+            # Revisions 3 and 4 kept v3's image (a resources change, say): not a release.
+            {"revision": 3, "images": {"server": "app:v3"}, "created": "t3"},
+            {"revision": 4, "images": {"server": "app:v3"}, "created": "t4"},
+        ],
+    }
+    only_one = {"current_revision": 1, "revisions": [first]}
+    found = release_evidence({"Deployment/ns/app": history, "Deployment/ns/new": only_one}, start=7)
+    assert list(found) == ["Deployment/ns/app"]
+    ev = found["Deployment/ns/app"]
+    assert ev.id == "plan-release-8"
+    assert ev.source == "rollout"
+    assert ev.data["release_revision"] == 2
+    assert ev.data["release_images"] == {"server": "app:v2"}
