@@ -121,6 +121,9 @@ CAUSE_CATEGORIES: dict[str, tuple[str, str]] = {
     "image_pull": ("Application", "Operation Error"),
     "bad_rollout": ("Application", "Code Defect"),
     "config_error": ("Application", "Misconfiguration"),
+    # A liveness/readiness probe set wrong in the spec (port, path, timeout) while the process
+    # itself is fine: the kubelet kills or unreadies a healthy container.
+    "probe_misconfigured": ("Application", "Misconfiguration"),
     "missing_config": ("Application", "Misconfiguration"),
     "memory_leak": ("Application", "Code Defect"),
     "oom": ("Application", "Resource Exhaustion"),
