@@ -1252,6 +1252,16 @@ async def container_details(ctx: AgentContext, snap: Snapshot, book: EvidenceBoo
             and ev.subject.kind in sg.WORKLOAD_KINDS
         ):
             wanted[ev.subject.key] = ev.subject
+    # Containers the kubelet kills (SIGKILL without an OOM) or keeps unready: their probes.
+    killed = {
+        ev.subject.key
+        for ev in book.items
+        if ev.signal == "crash_loop" and ev.data.get("exit_code") == 137
+    }
+    unready = {ev.subject.key for ev in book.items if ev.signal == "not_ready"}
+    for ev in book.items:
+        if ev.subject.key in killed | unready and ev.subject.kind in sg.WORKLOAD_KINDS:
+            wanted[ev.subject.key] = ev.subject
 
     async def one(subject: ObjectRef) -> None:
         data = await sg.read(
@@ -1286,6 +1296,10 @@ async def container_details(ctx: AgentContext, snap: Snapshot, book: EvidenceBoo
                 if str(x).startswith("secretRef")
             }
         )
+        for c in containers:
+            for probe, hit in (("liveness", killed), ("readiness", unready)):
+                if subject.key in hit:
+                    _probe_port_check(book, subject, c, probe)
         book.add(
             source="config",
             signal="container_spec",
@@ -1301,6 +1315,45 @@ async def container_details(ctx: AgentContext, snap: Snapshot, book: EvidenceBoo
         )
 
     await asyncio.gather(*(one(s) for s in wanted.values()))
+
+
+def _probe_port_check(
+    book: EvidenceBook, subject: ObjectRef, container: Mapping[str, Any], probe: str
+) -> None:
+    """A probe aimed at a port its container does not declare, on a container the kubelet
+    kills (liveness) or keeps unready (readiness): the probe is set wrong, not the process."""
+    spec = container.get(f"{probe}_probe") or {}
+    target: Any = None
+    for handler in ("grpc", "tcp_socket"):
+        if spec.get(handler) is not None:
+            target = spec[handler]
+    if target is None and isinstance(spec.get("http_get"), str):
+        target = str(spec["http_get"]).rsplit(":", 1)[-1]
+    ports = [p for p in container.get("ports") or [] if isinstance(p, Mapping)]
+    if target is None or not ports:
+        return  # no port to compare (exec probe), or nothing declared to compare it with
+    numbers = {str(p.get("containerPort")) for p in ports}
+    names = {str(p.get("name")) for p in ports if p.get("name")}
+    if str(target) in numbers or str(target) in names:
+        return
+    book.add(
+        source="config",
+        signal="probe_misconfigured",
+        subject=subject,
+        summary=f"{subject} container {container.get('name')}'s {probe} probe checks port "
+        f"{target}, which it does not declare (it declares {', '.join(sorted(numbers))}); "
+        + (
+            "the kubelet kills the container when the probe fails"
+            if probe == "liveness"
+            else "its pods stay unready while the probe fails"
+        ),
+        severity=0.6,
+        key=f"{container.get('name')}:{probe}",
+        container=container.get("name"),
+        probe=probe,
+        port=target,
+        declared=sorted(numbers),
+    )
 
 
 # -- traces ---------------------------------------------------------------------------------------
