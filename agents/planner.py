@@ -115,6 +115,7 @@ async def planner(state: IncidentState, runtime: Runtime[AgentContext]) -> dict[
         evidence,
         now,
         {k: {**h, "evidence_id": releases[k].id} for k, h in histories.items() if k in releases},
+        ctx.limits,
     )
     plan = make_plan(state, diagnosis, ctx.limits)
     tokens: TokenUsage | None = None
@@ -383,6 +384,7 @@ def diagnose(
     evidence: Sequence[Evidence],
     now: datetime,
     histories: Mapping[str, Mapping[str, Any]] | None = None,
+    limits: PolicyLimits | None = None,
 ) -> Diagnosis:
     """Hypotheses from all the evidence, best first, and whether there is a fault at all."""
     scope = scope_of(state)
@@ -398,6 +400,7 @@ def diagnose(
         evidence=current,
         histories=histories or {},
         own_writes=_own_writes(state),
+        limits=limits,
     )
     assessments: list[Assessment] = []
     for c in candidates[:8]:
@@ -470,6 +473,8 @@ class _Ctx:
     histories: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     #: When this incident first changed each workload (by key): revisions from then on are ours.
     own_writes: Mapping[str, datetime] = field(default_factory=dict)
+    #: The policy's limits, to keep a planned scale within what the gate allows.
+    limits: PolicyLimits | None = None
 
     def of(self, key: str, *signals: str) -> list[Evidence]:
         evs = self.groups.get(key, [])
@@ -567,7 +572,7 @@ def assess(c: Candidate, x: _Ctx) -> Assessment | None:
             return None
         weights = dict(ev.data.get("weights") or {})
         failing = list(ev.data.get("failing") or [])
-        new = {b: (0 if b in failing else max(1, w)) for b, w in weights.items()}
+        new = shifted_weights(weights, failing)
         workloads = [sg.ref_from_key(str(k)) for k in ev.data.get("failing_workloads") or []]
         # The bad code is the canary's; the route is the lever that takes traffic off it.
         root = workloads[0] if len(workloads) == 1 else s
@@ -642,6 +647,24 @@ def assess(c: Candidate, x: _Ctx) -> Assessment | None:
     if s.kind in sg.WORKLOAD_KINDS:
         return assess_workload(c, x, evs, has, conf, hyp)
     return None
+
+
+def shifted_weights(weights: Mapping[str, Any], failing: Sequence[str]) -> dict[str, int]:
+    """The route's weights with the failing backends at 0 and their share spread over the
+    healthy ones in proportion to what they carried (evenly when they carried nothing), so the
+    total stays what it was: 80/20 with the 20 failing becomes 100/0."""
+    old = {str(b): max(0, int(w or 0)) for b, w in weights.items()}
+    healthy = [b for b in old if b not in failing]
+    if not healthy:
+        return {b: 0 if b in failing else w for b, w in old.items()}
+    total = sum(old.values()) or len(healthy)
+    kept = sum(old[b] for b in healthy)
+    new = {b: 0 for b in old}
+    for b in healthy:
+        new[b] = (old[b] * total) // kept if kept else total // len(healthy)
+    # Integer division leaves a remainder: the largest healthy backend takes it.
+    new[max(healthy, key=lambda b: (new[b], b))] += total - sum(new.values())
+    return new
 
 
 # -- Services -------------------------------------------------------------------------------------
@@ -1054,6 +1077,10 @@ def assess_workload(
                 ),
                 options=rollback,
             )
+        down = scaled_down_before_onset(x, s)
+        if down is not None and not x.of(s.key, "crash_loop", "oom_killed", "image_pull_error"):
+            # Fewer replicas right before the trouble: put them back before anything bolder.
+            return scaled_down_assessment(c, x, down, conf, hyp, [*symptoms, *support])
         if hung(x, s, evs):
             lat = _first(x.of(s.key, "latency"))
             return Assessment(
@@ -1133,6 +1160,73 @@ def _previous_replicas(x: _Ctx, s: ObjectRef) -> int:
         if isinstance(n, int) and n > 0:
             return n
     return 1
+
+
+def scaled_down_before_onset(x: _Ctx, s: ObjectRef) -> Evidence | None:
+    """The operator's scale-down of the workload (not to zero), if it came before the trouble
+    began (within the rollout window) and the workload still runs that few replicas."""
+    down = _first(x.of(s.key, "scaled_down"))
+    if down is None or down.onset is None:
+        return None
+    before = down.data.get("previous_replicas")
+    after = down.data.get("replicas")
+    if not isinstance(before, int) or not isinstance(after, int) or not 0 < after < before:
+        return None
+    ours = x.own_writes.get(s.key)
+    if ours is not None and down.onset >= ours - OWN_WRITE_SLACK:
+        return None  # our own scale is no trigger
+    onset = _onset(x, s)
+    if onset - ROLLOUT_WINDOW <= down.onset <= onset + ROLLOUT_SLACK:
+        return down
+    return None
+
+
+def scaled_down_assessment(
+    c: Candidate,
+    x: _Ctx,
+    down: Evidence,
+    conf: float,
+    hyp: Callable[..., Hypothesis],
+    support: Sequence[Evidence],
+) -> Assessment:
+    """Scale back to the replicas it ran before the scale-down, within the policy's limits."""
+    s = c.subject
+    before = int(down.data["previous_replicas"])
+    after = int(down.data["replicas"])
+    target = before
+    if x.limits is not None:
+        target = min(target, x.limits.max_replicas, after + x.limits.max_replica_change)
+    target = max(target, after + 1)
+    per = _first(e for e in x.of(s.key, "traffic_increase") if e.data.get("per_replica"))
+    load = (
+        f"; each replica serves x{float(per.data.get('factor') or 1.0):.1f} the requests it did"
+        if per is not None
+        else ""
+    )
+    when = f" at {down.onset:%H:%M:%S}" if down.onset is not None else ""
+    return Assessment(
+        hyp(
+            "scaled_down",
+            max(conf, 0.8),
+            f"{s} was scaled down from {before} to {after} replica(s){when}, right before its "
+            f"trouble began, and the rest cannot carry the load{load}",
+            _ids([down], [per] if per else [], support),
+        ),
+        options=[
+            Option(
+                "scale",
+                _spec(
+                    s,
+                    {"replicas": target},
+                    f"{target} replicas of {s.name} share the load again, as before the scale-down",
+                    f"{s.name} has {target}/{target} ready replicas and its p99 latency and "
+                    "error ratio are back to baseline",
+                ),
+                note=f"back to {target} replica(s) (it ran {before} before the scale-down)",
+                evidence_ids=[down.id],
+            )
+        ],
+    )
 
 
 def _rollback_options(s: ObjectRef, rev: Evidence) -> list[Option]:
@@ -1314,6 +1408,9 @@ def load_assessment(
         (e for e in x.evidence if e.signal == "hpa_present" and e.data.get("target") == s.key),
         None,
     )
+    down = scaled_down_before_onset(x, s)
+    if managed is None and down is not None:
+        return scaled_down_assessment(c, x, down, conf, hyp, [sat, traffic, *support])
     if managed is not None:
         # An autoscaler would undo a manual scale: raise its floor (and its ceiling if needed).
         low = max(needed, int(managed.data.get("min_replicas") or 1))
