@@ -109,6 +109,7 @@ async def planner(state: IncidentState, runtime: Runtime[AgentContext]) -> dict[
     # the action (a workload at zero replicas, a crash loop) may no longer be.
     evidence = fresh or list(state.evidence)
     histories = await release_histories(ctx, evidence)
+    rollouts = await rollout_histories(ctx, evidence)
     releases = release_evidence(histories, len(state.evidence) + len(fresh))
     diagnosis = diagnose(
         state,
@@ -116,6 +117,7 @@ async def planner(state: IncidentState, runtime: Runtime[AgentContext]) -> dict[
         now,
         {k: {**h, "evidence_id": releases[k].id} for k, h in histories.items() if k in releases},
         ctx.limits,
+        rollouts,
     )
     plan = make_plan(state, diagnosis, ctx.limits)
     tokens: TokenUsage | None = None
@@ -184,6 +186,31 @@ async def release_histories(
     for e in evidence:
         if (
             e.signal == "oom_killed"
+            and e.subject.kind == "Deployment"
+            and e.subject not in subjects
+        ):
+            subjects.append(e.subject)
+    out: dict[str, dict[str, Any]] = {}
+    problems: list[str] = []
+    for s in subjects[:MAX_HISTORIES]:
+        data = await sg.read(
+            ctx, "rollout_history", {"namespace": s.namespace, "name": s.name}, problems
+        )
+        if isinstance(data, dict):
+            out[s.key] = data
+    return out
+
+
+async def rollout_histories(
+    ctx: AgentContext, evidence: Sequence[Evidence]
+) -> dict[str, dict[str, Any]]:
+    """Rollout histories (by key) of the Deployments whose revision changed lately: when each
+    revision was created tells whether the one a rollback would return to ran before the
+    trouble began or during it."""
+    subjects: list[ObjectRef] = []
+    for e in evidence:
+        if (
+            e.signal == "rollout_changed"
             and e.subject.kind == "Deployment"
             and e.subject not in subjects
         ):
@@ -385,6 +412,7 @@ def diagnose(
     now: datetime,
     histories: Mapping[str, Mapping[str, Any]] | None = None,
     limits: PolicyLimits | None = None,
+    rollouts: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Diagnosis:
     """Hypotheses from all the evidence, best first, and whether there is a fault at all."""
     scope = scope_of(state)
@@ -401,6 +429,7 @@ def diagnose(
         histories=histories or {},
         own_writes=_own_writes(state),
         limits=limits,
+        rollouts=rollouts or {},
     )
     assessments: list[Assessment] = []
     for c in candidates[:8]:
@@ -475,6 +504,8 @@ class _Ctx:
     own_writes: Mapping[str, datetime] = field(default_factory=dict)
     #: The policy's limits, to keep a planned scale within what the gate allows.
     limits: PolicyLimits | None = None
+    #: Rollout histories of the Deployments whose revision changed lately, by key.
+    rollouts: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def of(self, key: str, *signals: str) -> list[Evidence]:
         evs = self.groups.get(key, [])
@@ -800,8 +831,49 @@ def revision_before_onset(x: _Ctx, subject: ObjectRef) -> Evidence | None:
         return None
     onset = _onset(x, subject)
     if onset - ROLLOUT_WINDOW <= rev.onset <= onset + ROLLOUT_SLACK:
-        return rev
+        return rev if target_ran_healthy(x, subject, rev, onset) else None
     return None
+
+
+#: A revision created this long after the trouble began came after it (a fix on top of a bad
+#: release), not before it; metrics onsets lead a revision's creation by less than this.
+LATE_REVISION = timedelta(seconds=60)
+
+#: Evidence that a container of a given image failed.
+FAILED_SIGNALS = ("crash_loop", "oom_killed", "image_pull_error", "config_error")
+
+
+def target_ran_healthy(x: _Ctx, s: ObjectRef, rev: Evidence, onset: datetime) -> bool:
+    """Would the rollback return to a revision that did not fail? No when a container of the
+    target's image (one the current revision changed) failed, and no when the current revision
+    came well after the trouble began while the target was itself released shortly before it
+    (nearer to the onset than the current one): then the trouble followed the target, and the
+    current revision is the fix."""
+    target = dict(rev.data.get("previous_images") or {})
+    current = dict(rev.data.get("images") or {})
+    for e in x.of(s.key, *FAILED_SIGNALS):
+        container, image = e.data.get("container"), e.data.get("image")
+        if image and container and target.get(container) == image != current.get(container):
+            return False
+    if rev.onset is None or rev.onset <= onset + LATE_REVISION:
+        return True
+    to = int(rev.data.get("previous_revision") or 0)
+    history = x.rollouts.get(s.key) or {}
+    entry = next(
+        (
+            r
+            for r in history.get("revisions") or []
+            if isinstance(r, Mapping) and int(r.get("revision") or 0) == to
+        ),
+        None,
+    )
+    created = sg.parse_time(entry.get("created")) if entry is not None else None
+    if created is None:
+        # Unknown when the target ran: returning to it is no better founded than staying.
+        return False
+    # The trouble followed the target's release when it began nearer to it than to the
+    # current revision's.
+    return not (onset - ROLLOUT_WINDOW <= created <= onset and onset - created < rev.onset - onset)
 
 
 def assess_workload(

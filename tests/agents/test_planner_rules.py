@@ -172,3 +172,73 @@ def test_a_deployment_scaled_down_under_load_on_the_twin_is_scaled_back() -> Non
     writes = [a for a in plan.actions if a.action != "escalate"]
     assert [(a.action, a.target.name) for a in writes] == [("scale", top.root_cause.name)]
     assert writes[0].params.replicas == 3  # type: ignore[union-attr]
+
+
+# -- rollbacks return only to a revision that ran before the trouble -----------------------------
+
+OLD, BAD, FIX = "app:1.0", "app:1.1", "app:1.2"
+
+
+def crashing(image: str, crash_s_ago: float, current_s_ago: float) -> list[Evidence]:
+    """A Deployment whose pods of `image` crash since crash_s_ago; its current revision 3 was
+    created current_s_ago, over revision 2 (which ran BAD)."""
+    return [
+        ev(1, "crash_loop", 0.85, crash_s_ago, container="app", image=image, exit_code=1),
+        ev(
+            2,
+            "rollout_changed",
+            0.3,
+            current_s_ago,
+            revision=3,
+            previous_revision=2,
+            previous_images={"app": BAD},
+            images={"app": FIX},
+            changed_images={"app": BAD},
+        ),
+    ]
+
+
+def history(target_s_ago: float) -> dict[str, Any]:
+    def at(s_ago: float) -> str:
+        return (NOW - timedelta(seconds=s_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    return {
+        API.key: {
+            "current_revision": 3,
+            "revisions": [
+                {"revision": 1, "images": {"app": OLD}, "created": at(7200)},
+                {"revision": 2, "images": {"app": BAD}, "created": at(target_s_ago)},
+                {"revision": 3, "images": {"app": FIX}, "created": at(60)},
+            ],
+        }
+    }
+
+
+def assess_with(evidence: list[Evidence], rollouts: dict[str, Any] | None = None) -> Any:
+    x = ctx(evidence)
+    x.rollouts = rollouts or {}
+    return assess(localize(evidence, x.graph, x.scope)[0], x)
+
+
+def test_no_rollback_to_a_revision_whose_pods_crashed() -> None:
+    # The crashing container ran the image the rollback would return to.
+    a = assess_with(crashing(BAD, crash_s_ago=100, current_s_ago=90), history(400))
+    assert all(o.action not in ("rollback", "set_image") for o in a.options)
+    assert a.hypothesis.cause_kind != "bad_rollout"
+
+
+def test_no_rollback_to_the_release_the_trouble_followed() -> None:
+    # Revision 2 was released 5 s before the crashes began; revision 3 came 115 s after them.
+    a = assess_with(crashing(FIX, crash_s_ago=175, current_s_ago=60), history(180))
+    assert all(o.action != "rollback" for o in a.options)
+    # Without the history nothing says revision 2 ran healthy: no rollback either.
+    b = assess_with(crashing(FIX, crash_s_ago=175, current_s_ago=60))
+    assert all(o.action != "rollback" for o in b.options)
+
+
+def test_a_release_right_before_the_trouble_is_still_rolled_back() -> None:
+    # Revision 3 came 10 s before the crashes; revision 2 ran for an hour before it.
+    a = assess_with(crashing(FIX, crash_s_ago=50, current_s_ago=60), history(3600))
+    assert a.hypothesis.cause_kind == "bad_rollout"
+    assert a.options[0].action == "rollback"
+    assert a.options[0].spec.params == {"to_revision": 2}
