@@ -937,6 +937,25 @@ def assess_workload(
             return Assessment(h, options=rollback)
         return Assessment(h, escalate_reason=f"no earlier revision ran a pullable image for {s}")
 
+    probe = _first(e for e in x.of(s.key, "probe_misconfigured") if e.severity >= 0.5)
+    if probe is not None:
+        # The probe is set wrong (a port the container does not declare), not the process: the
+        # kubelet kills or unreadies healthy containers. Only the revision before the change
+        # had it right; editing the probe is outside the action set.
+        h = hyp(
+            "probe_misconfigured",
+            max(conf, 0.85),
+            f"{sg.clip(probe.summary, 240)}{rev_note}",
+            _ids([probe], [rev] if rev else [], support),
+        )
+        if rollback:
+            return Assessment(h, options=rollback)
+        return Assessment(
+            h,
+            escalate_reason=f"correcting {s}'s probe is outside the action set and no recent "
+            "revision had it right",
+        )
+
     cfg = [e for e in x.of(s.key, "config_error") if e.severity >= 0.5]
     crash = _first(x.of(s.key, "crash_loop", "rollout_stuck", "replicas_unavailable"))
     if cfg and (crash is not None or any(e.data.get("at_start") for e in cfg)):

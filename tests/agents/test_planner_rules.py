@@ -242,3 +242,53 @@ def test_a_release_right_before_the_trouble_is_still_rolled_back() -> None:
     assert a.hypothesis.cause_kind == "bad_rollout"
     assert a.options[0].action == "rollback"
     assert a.options[0].spec.params == {"to_revision": 2}
+
+
+# -- a probe set wrong ----------------------------------------------------------------------------
+
+
+def probe_evidence(with_revision: bool) -> list[Evidence]:
+    evidence = [
+        ev(1, "crash_loop", 0.85, 50, container="app", image=OLD, exit_code=137),
+        ev(
+            2,
+            "probe_misconfigured",
+            0.6,
+            50,
+            container="app",
+            probe="liveness",
+            port=9999,
+            declared=["8080"],
+        ),
+    ]
+    if with_revision:
+        evidence.append(
+            ev(
+                3,
+                "rollout_changed",
+                0.3,
+                60,
+                revision=2,
+                previous_revision=1,
+                previous_images={"app": OLD},
+                images={"app": OLD},
+                changed_images={},
+            )
+        )
+    return evidence
+
+
+def test_a_probe_set_wrong_by_a_change_is_a_misconfiguration_rolled_back() -> None:
+    a = assess_with(probe_evidence(with_revision=True))
+    assert a.hypothesis.cause_kind == "probe_misconfigured"
+    assert a.hypothesis.category.fault_type == "Misconfiguration"
+    assert "e2" in a.hypothesis.evidence_ids
+    assert [o.action for o in a.options] == ["rollback"]
+    assert a.options[0].spec.params == {"to_revision": 1}
+
+
+def test_a_probe_set_wrong_with_no_revision_to_return_to_escalates() -> None:
+    a = assess_with(probe_evidence(with_revision=False))
+    assert a.hypothesis.cause_kind == "probe_misconfigured"
+    assert a.options == []
+    assert "probe" in a.escalate_reason
