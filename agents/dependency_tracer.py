@@ -2205,31 +2205,12 @@ async def with_model(
     ctx: AgentContext, state: IncidentState, result: TracerResult
 ) -> tuple[DependencyFindings, list[TranscriptEntry], TokenUsage]:
     """The model's localization, validated against the evidence; else the deterministic one."""
-    from agents.llm import run_specialist
-
-    run = await run_specialist(
+    return await sg.model_findings(
         ctx,
         node=NODE,
-        system_prompt=sg.load_prompt("dependency_tracer"),
+        prompt="dependency_tracer",
         user_prompt=model_prompt(state, result),
         tool_names=MODEL_TOOLS,
-        output_type=DependencyFindings,
         fallback=result.findings,
+        validate=lambda answer: validate_findings(answer, result),
     )
-    transcript = list(run.transcript)
-    if run.fell_back:
-        return result.findings, transcript, run.tokens
-    findings, dropped = validate_findings(run.result, result)
-    if dropped:
-        transcript.append(
-            entry(
-                ctx,
-                NODE,
-                "note",
-                f"dropped {len(dropped)} part(s) of the model's answer the data does not support: "
-                + "; ".join(dropped[:8]),
-                dropped=dropped,
-            )
-        )
-    transcript.append(entry(ctx, NODE, "hypothesis", f"model: {sg.clip(findings.summary, 600)}"))
-    return findings, transcript, run.tokens

@@ -976,31 +976,12 @@ async def with_model(
     ctx: AgentContext, state: IncidentState, result: AnalystResult
 ) -> tuple[LogFindings, list[TranscriptEntry], TokenUsage]:
     """The model's reading of the templates, validated against the data; else the first pass."""
-    from agents.llm import run_specialist
-
-    run = await run_specialist(
+    return await sg.model_findings(
         ctx,
         node=NODE,
-        system_prompt=sg.load_prompt("log_analyst"),
+        prompt="log_analyst",
         user_prompt=model_prompt(state, result),
         tool_names=MODEL_TOOLS,
-        output_type=LogFindings,
         fallback=result.findings,
+        validate=lambda answer: validate_findings(answer, result),
     )
-    transcript = list(run.transcript)
-    if run.fell_back:
-        return result.findings, transcript, run.tokens
-    findings, dropped = validate_findings(run.result, result)
-    if dropped:
-        transcript.append(
-            entry(
-                ctx,
-                NODE,
-                "note",
-                f"dropped {len(dropped)} part(s) of the model's answer the data does not support: "
-                + "; ".join(dropped[:8]),
-                dropped=dropped,
-            )
-        )
-    transcript.append(entry(ctx, NODE, "hypothesis", f"model: {sg.clip(findings.summary, 600)}"))
-    return findings, transcript, run.tokens

@@ -24,14 +24,24 @@ from __future__ import annotations
 import math
 import re
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar, cast
+
+from pydantic import BaseModel
 
 from agents.context import AgentContext
-from state import Category, Evidence, EvidenceSource, IncidentState, ObjectRef
+from state import (
+    Category,
+    Evidence,
+    EvidenceSource,
+    IncidentState,
+    ObjectRef,
+    TokenUsage,
+    TranscriptEntry,
+)
 from tools.result import ToolResult
 
 # -- constants ------------------------------------------------------------------------------------
@@ -1240,6 +1250,60 @@ def load_prompt(name: str) -> str:
         return path.read_text()
     except OSError as exc:
         raise RuntimeError(f"system prompt {str(path)!r} cannot be read: {exc}") from exc
+
+
+class _Summarised(Protocol):
+    summary: str
+
+
+F = TypeVar("F", bound=BaseModel)
+
+
+async def model_findings(
+    ctx: AgentContext,
+    *,
+    node: str,
+    prompt: str,
+    user_prompt: str,
+    tool_names: Sequence[str],
+    fallback: F,
+    validate: Callable[[F], tuple[F, list[str]]],
+) -> tuple[F, list[TranscriptEntry], TokenUsage]:
+    """A specialist's model pass: its answer validated against the data, else `fallback`.
+
+    `validate` returns the answer with what the data does not support removed, and a line
+    per removal; the removals and the model's summary go into the transcript.
+    """
+    from agents.llm import run_specialist
+    from agents.transcript import entry
+
+    run = await run_specialist(
+        ctx,
+        node=node,
+        system_prompt=load_prompt(prompt),
+        user_prompt=user_prompt,
+        tool_names=tool_names,
+        output_type=type(fallback),
+        fallback=fallback,
+    )
+    transcript = list(run.transcript)
+    if run.fell_back:
+        return fallback, transcript, run.tokens
+    findings, dropped = validate(run.result)
+    if dropped:
+        transcript.append(
+            entry(
+                ctx,
+                node,
+                "note",
+                f"dropped {len(dropped)} part(s) of the model's answer the data does not support: "
+                + "; ".join(dropped[:8]),
+                dropped=dropped,
+            )
+        )
+    summary = cast(_Summarised, findings).summary
+    transcript.append(entry(ctx, node, "hypothesis", f"model: {clip(summary, 600)}"))
+    return findings, transcript, run.tokens
 
 
 def evidence_digest(evidence: Sequence[Evidence], limit: int = MAX_EVIDENCE_IN_PROMPT) -> str:
