@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import math
 import re
+import threading
+import time
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -42,6 +45,11 @@ MAX_POINTS = 120
 #: Raw samples are read at least this finely (seconds): a scrape interval. Coarser sampling
 #: would miss counter resets between samples and disagree with PromQL's rate().
 RAW_RESOLUTION = 15.0
+#: How long (wall seconds) and how many raw range reads TwinMetricsSource keeps: one
+#: service_metrics call reads the same requests and duration series twice (rate and errors,
+#: p50 and p99), and the agents ask about the same edges within a moment.
+RAW_MEMO_SECONDS = 2.0
+RAW_MEMO_SIZE = 64
 #: Series per result at most.
 MAX_SERIES = 20
 
@@ -452,19 +460,32 @@ class PrometheusMetricsSource:
 # -- the twin (raw series, computed here) ----------------------------------------------
 
 
-def _increase(points: list[Point], start: float, end: float) -> float | None:
-    """Counter increase over (start, end], from raw samples; resets count from zero."""
-    inside = [(t, v) for t, v in points if start - 1e-6 <= t <= end + 1e-6]
-    if len(inside) < 2:
-        return None
-    total = 0.0
-    prev = inside[0][1]
-    for _t, v in inside[1:]:
-        total += v - prev if v >= prev else v
-        prev = v
-    span = inside[-1][0] - inside[0][0]
-    # Extrapolate to the full window, as Prometheus' rate() does within a sample interval.
-    return total * (end - start) / span if span > 0 else None
+def counter_rates(
+    points: list[Point], steps: list[float], rate_seconds: float
+) -> list[float | None]:
+    """A counter's per-second rate over (t - rate_seconds, t] at every step, from raw samples.
+
+    As Prometheus' rate(): resets count from zero, and the increase between the first and
+    last sample inside the window is extrapolated to the whole window (None: fewer than
+    two samples). Prefix sums of the increments make each window O(log n), which matters:
+    the twin's metrics are computed here for every series x step.
+    """
+    times = [t for t, _v in points]
+    prefix = [0.0]
+    for k in range(1, len(points)):
+        prev, v = points[k - 1][1], points[k][1]
+        prefix.append(prefix[-1] + (v - prev if v >= prev else v))
+    out: list[float | None] = []
+    for t in steps:
+        start = t - rate_seconds
+        lo = bisect_left(times, start - 1e-6)
+        hi = bisect_right(times, t + 1e-6) - 1
+        span = times[hi] - times[lo] if hi > lo else 0.0
+        if span <= 0:
+            out.append(None)
+            continue
+        out.append((prefix[hi] - prefix[lo]) * (t - start) / span / rate_seconds)
+    return out
 
 
 def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
@@ -509,6 +530,10 @@ class TwinMetricsSource:
         self.http = _PromHttp(twin_url.rstrip("/") + prefix, timeout=timeout)
         self.labels = labels or Labels()
         self._clock = clock
+        #: (selector, start, end, step) -> (when read, series); the samples of a window
+        #: that has passed do not change, and the entries expire quickly anyway.
+        self._memo: dict[tuple[str, float, float, float], tuple[float, list[Series]]] = {}
+        self._memo_lock = threading.Lock()
 
     def now(self) -> datetime:
         """Simulated time runs on the twin: the newest sample's time is its now."""
@@ -532,7 +557,19 @@ class TwinMetricsSource:
             raw_step,
             window.rate_seconds,
         )
-        return _to_series(self.http.query_range(selector, raw)), raw, raw_step
+        key = (selector, raw.start.timestamp(), raw.end.timestamp(), raw_step)
+        now = time.monotonic()
+        with self._memo_lock:
+            hit = self._memo.get(key)
+        if hit is not None and now - hit[0] < RAW_MEMO_SECONDS:
+            return hit[1], raw, raw_step
+        series = _to_series(self.http.query_range(selector, raw))
+        with self._memo_lock:
+            self._memo[key] = (now, series)
+            if len(self._memo) > RAW_MEMO_SIZE:
+                oldest = min(self._memo, key=lambda k: self._memo[k][0])
+                del self._memo[oldest]
+        return series, raw, raw_step
 
     def _steps(self, window: Window) -> list[float]:
         start, end = window.start.timestamp(), window.end.timestamp()
@@ -542,15 +579,7 @@ class TwinMetricsSource:
     def _rates(
         self, series: list[Series], steps: list[float], rate_seconds: float
     ) -> list[list[float | None]]:
-        return [
-            [
-                (inc / rate_seconds)
-                if (inc := _increase(s.points, t - rate_seconds, t)) is not None
-                else None
-                for t in steps
-            ]
-            for s in series
-        ]
+        return [counter_rates(s.points, steps, rate_seconds) for s in series]
 
     def _result(
         self,
@@ -684,11 +713,9 @@ class TwinMetricsSource:
 
     @staticmethod
     def _at(points: list[Point], t: float, lookback: float = 300.0) -> float | None:
-        best = None
-        for ts, v in points:
-            if ts <= t + 1e-6 and ts >= t - lookback:
-                best = v
-        return best
+        """The newest point at or before `t` within `lookback` seconds (points oldest first)."""
+        i = bisect_right(points, t + 1e-6, key=lambda p: p[0]) - 1
+        return points[i][1] if i >= 0 and points[i][0] >= t - lookback else None
 
     def _ratio_to_limit(
         self,
@@ -719,10 +746,14 @@ class TwinMetricsSource:
             if lim is None:
                 continue
             points = []
-            for t in steps:
+            rates = (
+                [counter_rates(s.points, steps, window.rate_seconds) for s in group]
+                if counter
+                else []
+            )
+            for k, t in enumerate(steps):
                 if counter:
-                    incs = [_increase(s.points, t - window.rate_seconds, t) for s in group]
-                    vals = [i / window.rate_seconds for i in incs if i is not None]
+                    vals = [r for per_series in rates if (r := per_series[k]) is not None]
                 else:
                     vals = [v for s in group if (v := self._at(s.points, t)) is not None]
                 limit = self._at(lim.points, t)

@@ -788,12 +788,26 @@ class Telemetry:
 
     def value_at(self, s: Series, t: float, lookback: float = 300.0) -> float | None:
         """The series' latest sample at or before `t` within `lookback` seconds."""
-        i = bisect.bisect_right(self.times, t) - 1 + self.base
+        # NaN is a staleness marker: the series had ended by then (see value_at_index).
+        return self.value_at_index(
+            s, bisect.bisect_right(self.times, t) - 1 + self.base, t, lookback
+        )
+
+    def step_indexes(self, steps: list[float]) -> list[int]:
+        """Per step, the newest scrape index at or before it (`base - 1`: none).
+
+        It depends only on the scrape times, so a range query computes it once for
+        all its series and reads each through `value_at_index`.
+        """
+        times, base = self.times, self.base
+        return [bisect.bisect_right(times, t) - 1 + base for t in steps]
+
+    def value_at_index(self, s: Series, i: int, t: float, lookback: float = 300.0) -> float | None:
+        """`value_at(s, t, lookback)`, given `i`, the step index of `t` (see `step_indexes`)."""
         j = min(i, s.last)
         if j < s.first or j < self.base or self.times[j - self.base] < t - lookback:
             return None
         v = s.values[j - s.first]
-        # NaN is a staleness marker: the series had ended by then.
         return None if math.isnan(v) else v
 
     def samples_between(self, s: Series, start: float, end: float) -> list[tuple[float, float]]:

@@ -320,12 +320,23 @@ def range_query(
         steps.append(t)
         t += step
     result: list[dict[str, object]] = []
+    # Per step, the scrape to read and the oldest scrape time the lookback accepts; the
+    # loop below is Telemetry.value_at inlined, since it runs for every series x step.
+    at = [
+        (i, stamp, t - LOOKBACK)
+        for i, stamp, t in zip(tel.step_indexes(steps), (_ts(t) for t in steps), steps, strict=True)
+    ]
+    times, base = tel.times, tel.base
     for s in _candidates(tel, sel):
         values = []
-        for t in steps:
-            v = tel.value_at(s, t, LOOKBACK)
-            if v is not None:
-                values.append(_sample(t, v))
+        first, last, series_values = s.first, s.last, s.values
+        for i, stamp, oldest in at:
+            j = i if i < last else last
+            if j < first or j < base or times[j - base] < oldest:
+                continue
+            v = series_values[j - first]
+            if v == v:  # NaN marks a series that had ended by then
+                values.append([stamp, _value(v)])
         if values:
             result.append({"metric": series_labels(s.name, s.labels), "values": values})
     return {"resultType": "matrix", "result": result}

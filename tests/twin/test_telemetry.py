@@ -282,6 +282,46 @@ def test_query_range(world: tuple[Cluster, httpx.Client]) -> None:
     assert all(len(r["values"]) == 2 for r in iso["result"])
 
 
+def test_query_range_reads_each_step_as_an_instant_query_would(
+    world: tuple[Cluster, httpx.Client],
+) -> None:
+    """range_query reads series x steps in one pass; every point must be value_at's answer,
+    including steps before a series began, between scrapes, and a series gone stale."""
+    cluster, client = world
+    tel = cluster.telemetry
+    assert isinstance(tel, Telemetry)
+    end = cluster.clock.now().timestamp()
+    start = end - 500  # before the world began: the first steps have no scrape at all
+    step = 7.0
+    data = prom(
+        client,
+        "query_range",
+        query='istio_requests_total{reporter="destination"}',
+        start=str(start),
+        end=str(end),
+        step="7s",
+    )
+    got = {
+        tuple(sorted(r["metric"].items())): {float(t): float(v) for t, v in r["values"]}
+        for r in data["result"]
+    }
+    steps = [start + step * i for i in range(int((end - start) // step) + 1)]
+    want: dict[tuple[tuple[str, str], ...], dict[float, float]] = {}
+    for key in tel.by_name["istio_requests_total"]:
+        s = tel.series[key]
+        if dict(s.labels).get("reporter") != "destination":
+            continue
+        points = {}
+        for t in steps:
+            v = tel.value_at(s, t, 300.0)
+            if v is not None:
+                points[round(t, 3)] = v
+        if points:
+            want[tuple(sorted({"__name__": s.name, **dict(s.labels)}.items()))] = points
+    assert len(want) > 5
+    assert got == want
+
+
 def test_series_labels_and_values(world: tuple[Cluster, httpx.Client]) -> None:
     _cluster, client = world
     found = prom(
