@@ -658,6 +658,22 @@ class Plan(BaseModel):
     revision: int = 0
     #: Actions dropped because their JSON did not validate, with the validation error.
     rejected: list[str] = Field(default_factory=list)
+    #: Causes an earlier plan of this incident acted on whose signs were gone when the
+    #: cluster was read again (proven, and already fixed), in the order they were fixed.
+    #: A later plan carries them on: two faults at once are found and fixed one by one.
+    resolved: list[Hypothesis] = Field(default_factory=list)
+
+    def ranked(self) -> list[Hypothesis]:
+        """The incident's root causes, best first: the resolved causes in the order they
+        were fixed (the first was the incident's start), then the open hypotheses by
+        confidence; one per object."""
+        seen: set[str] = set()
+        out: list[Hypothesis] = []
+        for h in [*self.resolved, *sorted(self.hypotheses, key=lambda h: -h.confidence)]:
+            if h.root_cause.key not in seen:
+                seen.add(h.root_cause.key)
+                out.append(h)
+        return out
 
 
 class CriticVerdict(BaseModel):
@@ -863,6 +879,7 @@ class IncidentReport(BaseModel):
 
     incident: Incident
     outcome: Outcome | None
+    #: The root causes, best first (Plan.ranked): those fixed along the way, then the rest.
     hypotheses: list[Hypothesis]
     actions: list[ExecutedAction]
     decisions: list[GateDecision]
@@ -888,7 +905,7 @@ class IncidentReport(BaseModel):
         return cls(
             incident=state.incident,
             outcome=state.outcome,
-            hypotheses=state.plan.hypotheses if state.plan else [],
+            hypotheses=state.plan.ranked() if state.plan else [],
             actions=state.executed,
             decisions=state.decisions,
             verifications=state.verifications,

@@ -32,6 +32,7 @@ between options, and the reasoning says so.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -124,6 +125,22 @@ async def planner(state: IncidentState, runtime: Runtime[AgentContext]) -> dict[
     if ctx.model_enabled:
         plan, extra, tokens = await with_model(ctx, state, diagnosis, plan, evidence)
         transcript += extra
+    resolved = resolved_causes(state, plan)
+    if resolved:
+        plan = plan.model_copy(update={"resolved": resolved})
+        fixed = [h for h in resolved if not state.plan or h not in state.plan.resolved]
+        for h in fixed:
+            transcript.append(
+                entry(
+                    ctx,
+                    NODE,
+                    "observation",
+                    f"{h.root_cause} ({h.cause_kind}) is resolved: acted on in plan revision "
+                    f"{state.plan.revision if state.plan else 0}, and the fresh reading no "
+                    "longer shows it; what remains is another fault",
+                    hypothesis=h.id,
+                )
+            )
     ctx.say(NODE, plan.reasoning.split("\n", 1)[0])
     for h in plan.hypotheses[:3]:
         transcript.append(
@@ -170,6 +187,35 @@ async def planner(state: IncidentState, runtime: Runtime[AgentContext]) -> dict[
 
 def _after_failed_verification(state: IncidentState) -> bool:
     return bool(state.verifications) and state.verifications[-1].status in ("not_yet", "worse")
+
+
+def resolved_causes(state: IncidentState, plan: Plan) -> list[Hypothesis]:
+    """The incident's causes fixed so far (Plan.resolved), as of `plan`.
+
+    After a verification that found the cluster not yet recovered, a hypothesis of the
+    previous plan is resolved when an action for it was applied and the fresh reading no
+    longer supports it (no hypothesis of `plan` is about the same object): that fix worked,
+    and what still fails is another fault. Earlier resolved causes carry on, unless the
+    fault is back.
+    """
+    previous = state.plan
+    if previous is None:
+        return []
+    still = {h.root_cause.key for h in plan.hypotheses}
+    resolved = [h for h in previous.resolved if h.root_cause.key not in still]
+    if not _after_failed_verification(state):
+        return resolved
+    applied = {
+        e.action.hypothesis_id
+        for e in state.executed
+        if e.status == "applied" and e.plan_revision == previous.revision
+    }
+    known = {h.root_cause.key for h in resolved}
+    for h in previous.ranked():
+        if h.id in applied and h.root_cause.key not in still | known:
+            resolved.append(h)
+            known.add(h.root_cause.key)
+    return resolved
 
 
 #: At most this many Deployments' rollout histories are read per planning round.
@@ -231,11 +277,8 @@ async def refresh_evidence(state: IncidentState, ctx: AgentContext) -> list[Evid
     from agents.dependency_tracer import trace
     from agents.log_analyst import analyse
 
-    traced = await trace(state, ctx)
-    interim = IncidentState(
-        input=state.input, incident=state.incident, evidence=[*state.evidence, *traced.evidence]
-    )
-    analysed = await analyse(interim, ctx)
+    # Side by side, as in the first round: each numbers its own evidence after state's.
+    traced, analysed = await asyncio.gather(trace(state, ctx), analyse(state, ctx))
     return [*traced.evidence, *analysed.evidence]
 
 

@@ -312,6 +312,8 @@ def _cause(h: Hypothesis, evidence: dict[str, Evidence]) -> RootCause:
 
 
 def _ranked(report: IncidentReport) -> list[Hypothesis]:
+    if report.plan is not None:
+        return report.plan.ranked()
     return sorted(report.hypotheses, key=lambda h: -h.confidence)
 
 

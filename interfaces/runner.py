@@ -388,25 +388,18 @@ def _scenario_seconds(twin: Twin, at: datetime | None) -> float | None:
 
 
 def ranked_root_causes(state: IncidentState) -> list[dict[str, Any]]:
-    """The final plan's hypotheses as ranked root causes: best first, one per object."""
-    hypotheses = state.plan.hypotheses if state.plan else []
-    seen: set[str] = set()
-    out: list[dict[str, Any]] = []
-    for h in sorted(hypotheses, key=lambda h: -h.confidence):
-        key = h.root_cause.key
-        if key in seen:
-            continue
-        seen.add(key)
-        out.append(
-            {
-                "kind": h.root_cause.kind,
-                "namespace": h.root_cause.namespace,
-                "name": h.root_cause.name,
-                "confidence": round(h.confidence, 3),
-                "cause_kind": h.cause_kind,
-            }
-        )
-    return out
+    """The incident's root causes, best first, one per object (Plan.ranked: the causes fixed
+    along the way, then the final plan's hypotheses by confidence)."""
+    return [
+        {
+            "kind": h.root_cause.kind,
+            "namespace": h.root_cause.namespace,
+            "name": h.root_cause.name,
+            "confidence": round(h.confidence, 3),
+            "cause_kind": h.cause_kind,
+        }
+        for h in (state.plan.ranked() if state.plan else [])
+    ]
 
 
 def reported_actions(state: IncidentState) -> list[dict[str, Any]]:
@@ -453,8 +446,8 @@ def build_report(
 ) -> dict[str, Any]:
     """The `kubemedic run --json` object, scored against the scenario's truth."""
     state = run.state
-    hypotheses = state.plan.hypotheses if state.plan else []
-    top = max(hypotheses, key=lambda h: h.confidence) if hypotheses else None
+    ranked = state.plan.ranked() if state.plan else []
+    top = ranked[0] if ranked else None
     causes = ranked_root_causes(state)
     actions = reported_actions(state)
     incident_id = state.incident.id if state.incident else state.input.incident_id

@@ -105,7 +105,7 @@ def node_line(node: str, lines: Sequence[str]) -> str:
 
 def answer_message(state: IncidentState, *, thread_id: str) -> tuple[str, Blocks]:
     """An investigation's answer: root causes, evidence, plan, the gate, what was done."""
-    hypotheses = sorted(state.plan.hypotheses, key=lambda h: -h.confidence) if state.plan else []
+    hypotheses = state.plan.ranked() if state.plan else []
     by_id = {e.id: e for e in state.evidence}
     blocks: Blocks = []
     if hypotheses:
@@ -334,7 +334,9 @@ def summary_message(report: IncidentReport | Mapping[str, Any]) -> tuple[str, Bl
         return _run_report_summary(report)
     rep = report if isinstance(report, IncidentReport) else IncidentReport.model_validate(report)
     inc = rep.incident
-    hypotheses = sorted(rep.hypotheses, key=lambda h: -h.confidence)
+    hypotheses = (
+        rep.plan.ranked() if rep.plan else sorted(rep.hypotheses, key=lambda h: -h.confidence)
+    )
     causes = [
         f"• *{h.confidence:.0%}* `{safe(h.root_cause, 200)}` ({safe(h.cause_kind, 60)}): "
         f"{safe(h.statement, 300)}"
