@@ -59,7 +59,9 @@ MAX_ECHO_CHARS = 4_000
 
 #: What a model call may fail with once ChatOpenAI's own retries are spent.
 MODEL_ERRORS: tuple[type[BaseException], ...] = (
-    openai.APIError,
+    # Every error of the OpenAI client (API errors, and its own refusals such as an answer
+    # cut at max_tokens outside the structured answer).
+    openai.OpenAIError,
     httpx.HTTPError,
     TimeoutError,
     OutputParserException,
@@ -359,18 +361,33 @@ async def _answer(
     messages.append(HumanMessage(content=ask))
     error = ""
     for attempt in range(llm.max_repairs + 1):
-        if structured is None:
-            raw: Any = await model.ainvoke(messages)
-        else:
-            out = await structured.ainvoke(messages)
-            raw = out.get("raw") if isinstance(out, dict) else None
-        usage.add(raw)
-        # The raw answer is parsed here, strictly: LangChain's own JSON parser completes a
-        # truncated object, and an answer is never repaired by guessing.
         try:
-            return output_type.model_validate(_strict_json(raw)), ""
-        except ValueError as exc:
-            error = format_validation_error(exc) if isinstance(exc, ValidationError) else str(exc)
+            if structured is None:
+                raw: Any = await model.ainvoke(messages)
+            else:
+                out = await structured.ainvoke(messages)
+                raw = out.get("raw") if isinstance(out, dict) else None
+        except (openai.LengthFinishReasonError, openai.ContentFilterFinishReasonError) as exc:
+            # The client refuses to parse an answer cut at max_tokens (or filtered): an
+            # invalid answer like any other, repaired with the reason; its tokens count.
+            raw = _cut_answer(exc)
+            usage.add(raw)
+            error = (
+                f"the answer was cut off at the max_tokens limit ({llm.max_tokens} tokens): "
+                "answer with a shorter JSON object"
+                if isinstance(exc, openai.LengthFinishReasonError)
+                else "the answer was withheld by the server's content filter"
+            )
+        else:
+            usage.add(raw)
+            # The raw answer is parsed here, strictly: LangChain's own JSON parser completes
+            # a truncated object, and an answer is never repaired by guessing.
+            try:
+                return output_type.model_validate(_strict_json(raw)), ""
+            except ValueError as exc:
+                error = (
+                    format_validation_error(exc) if isinstance(exc, ValidationError) else str(exc)
+                )
         transcript.append(
             entry(
                 ctx,
@@ -389,6 +406,23 @@ async def _answer(
             )
         )
     return None, error
+
+
+def _cut_answer(
+    exc: openai.LengthFinishReasonError | openai.ContentFilterFinishReasonError,
+) -> AIMessage:
+    """What the server sent before the client refused it: the text so far and its usage."""
+    completion = getattr(exc, "completion", None)
+    text = ""
+    if completion is not None and completion.choices:
+        text = completion.choices[0].message.content or ""
+    used = getattr(completion, "usage", None)
+    tin = int(getattr(used, "prompt_tokens", 0) or 0)
+    tout = int(getattr(used, "completion_tokens", 0) or 0)
+    return AIMessage(
+        content=text,
+        usage_metadata={"input_tokens": tin, "output_tokens": tout, "total_tokens": tin + tout},
+    )
 
 
 _FENCE = re.compile(r"^```(?:json)?\s*\n(.*)\n```$", re.DOTALL)

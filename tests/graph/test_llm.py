@@ -31,6 +31,7 @@ from tests.graph.support.openai_server import (
     PROMPT_TOKENS,
     ScriptedOpenAI,
     answer,
+    cut_off,
     scripted_openai,
     slow,
     status,
@@ -143,6 +144,25 @@ def test_off_schema_answer_is_repaired_with_the_validation_error(twin: Twin) -> 
     assert not run.fell_back
     assert "verdict:" in repair
     assert "'approve', 'revise' or 'reject'" in repair
+
+
+def test_an_answer_cut_at_max_tokens_is_repaired_then_falls_back(twin: Twin) -> None:
+    """finish_reason "length": the client refuses to parse it; that is an invalid answer
+    (its tokens count), repaired with the reason, and the fallback when it persists."""
+    with scripted_openai(cut_off('{"verdict": "approve", "reasons": ["a'), answer(GOOD)) as server:
+        run, _ = _run(twin, server, max_tokens=64)
+        repair = server.requests[1]["messages"][-1]["content"]
+    assert not run.fell_back
+    assert run.result.verdict == "approve"
+    assert "cut off at the max_tokens limit (64 tokens)" in repair
+    assert run.tokens.input == 2 * PROMPT_TOKENS
+    assert run.tokens.output == 2 * COMPLETION_TOKENS
+    with scripted_openai(cut_off('{"verdict'), cut_off('{"verd')) as server:
+        run, _ = _run(twin, server, max_repairs=1)
+        assert server.remaining == 0
+    assert run.fell_back
+    assert run.result == FALLBACK
+    assert "cut off at the max_tokens limit" in run.transcript[-1].summary
 
 
 def test_persistently_invalid_output_falls_back_and_says_so(twin: Twin) -> None:

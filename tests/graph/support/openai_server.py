@@ -7,6 +7,7 @@ the next step of a script:
 - `tool_calls([...])`: an assistant message asking for tool calls;
 - `answer(obj_or_text)`: an assistant message whose content is that JSON (or raw text,
   e.g. invalid JSON);
+- `cut_off(text)`: an answer cut at max_tokens (finish_reason "length");
 - `status(429)`: an HTTP error with an OpenAI-style error body (and Retry-After: 0);
 - `slow(seconds, step)`: waits, then answers with `step` (for client timeouts).
 
@@ -41,6 +42,8 @@ class Step:
     calls: list[dict[str, Any]] = field(default_factory=list)
     status: int = 200
     delay_s: float = 0.0
+    #: Why generation stopped; "length" is an answer cut at max_tokens.
+    finish: str = ""
 
 
 def tool_calls(*calls: tuple[str, dict[str, Any]] | tuple[str, str]) -> Step:
@@ -58,12 +61,23 @@ def answer(value: Any) -> Step:
     return Step(content=value if isinstance(value, str) else json.dumps(value))
 
 
+def cut_off(text: str) -> Step:
+    """An answer that ran into max_tokens: the text so far, finish_reason "length"."""
+    return Step(content=text, finish="length")
+
+
 def status(code: int) -> Step:
     return Step(status=code)
 
 
 def slow(seconds: float, then: Step) -> Step:
-    return Step(content=then.content, calls=then.calls, status=then.status, delay_s=seconds)
+    return Step(
+        content=then.content,
+        calls=then.calls,
+        status=then.status,
+        delay_s=seconds,
+        finish=then.finish,
+    )
 
 
 class ScriptedOpenAI:
@@ -118,6 +132,7 @@ class ScriptedOpenAI:
                 for i, c in enumerate(step.calls)
             ]
             finish = "tool_calls"
+        finish = step.finish or finish
         return web.json_response(
             {
                 "id": f"chatcmpl-{number}",
