@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench venv clean
+.PHONY: demo test lint bench bench-model venv clean
 
 venv: $(STAMP)
 
@@ -31,6 +31,15 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m evals.bench
+
+# The model path on the suite, with a local model (llama.cpp + SmolLM2-135M; see
+# evals/local_model.py): about 3 minutes per scenario on two cores. MODEL_ONLY narrows it,
+# e.g. make bench-model MODEL_ONLY="--only 'shop-*'"; empty runs the whole suite.
+MODEL_ONLY ?=
+bench-model: $(STAMP)
+	$(BIN)/python -m evals.local_model $(BIN)/kubemedic eval --workers 1 $(MODEL_ONLY) \
+		--data-dir .kubemedic/bench-model/runs --json .kubemedic/bench-model/summary.json \
+		--report .kubemedic/bench-model/report.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -12,6 +12,7 @@ has the figures of AIOpsLab's protocol plus safety (see `summarize`).
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import multiprocessing
 import os
 import statistics
@@ -73,6 +74,16 @@ def _scenario_name(path: Path) -> str:
         return str(data["metadata"]["name"])
     except (OSError, yaml.YAMLError, KeyError, TypeError):
         return path.stem
+
+
+def select(files: Sequence[Path], patterns: Sequence[str]) -> list[Path]:
+    """The files whose scenario name (metadata.name) matches any glob; all without globs."""
+    if not patterns:
+        return list(files)
+    chosen = [f for f in files if any(fnmatch.fnmatchcase(_scenario_name(f), p) for p in patterns)]
+    if not chosen:
+        raise SuiteError(f"no scenario matches {', '.join(map(repr, patterns))}")
+    return chosen
 
 
 @dataclass(frozen=True)

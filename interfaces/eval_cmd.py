@@ -46,14 +46,20 @@ def eval_command(
     data_dir: Annotated[
         Path, typer.Option(help="Where runs keep transcripts and checkpoints.")
     ] = Path(".kubemedic/eval"),
+    only: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Run only the scenarios whose name matches this glob (repeatable), e.g. 'shop-*'."
+        ),
+    ] = None,
 ) -> None:
     """Run every scenario of a suite with one agent and score it (AIOpsLab's protocol + safety)."""
     from evals.report import write_report
-    from evals.runner import SuiteError, run_suite, suite_files
+    from evals.runner import SuiteError, run_suite, select, suite_files
 
     console = Console(stderr=True)
     try:
-        files = suite_files(suite)
+        files = select(suite_files(suite), only or [])
     except (SuiteError, ValueError) as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None

@@ -8,6 +8,7 @@ figures and the report end to end.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,14 @@ import typer
 from typer.testing import CliRunner
 
 from evals.report import render_markdown, write_report
-from evals.runner import SUITE_DIR, Job, SuiteError, run_job, run_suite, suite_files
+from evals.runner import SUITE_DIR, Job, SuiteError, run_job, run_suite, select, suite_files
 from interfaces.eval_cmd import eval_command
+from tests.graph.support.openai_server import (
+    COMPLETION_TOKENS,
+    PROMPT_TOKENS,
+    answer,
+    scripted_openai,
+)
 from twin.scenario import builtin_dir
 
 CART = builtin_dir() / "cart-redis-down.yaml"
@@ -233,3 +240,36 @@ def test_the_no_critic_ablation_runs_the_graph_without_the_critic(tmp_path: Path
     assert verdicts
     assert all("ablation: no safety critic" in v for v in verdicts)
     assert record["score"]["mitigation"] is True
+
+
+def test_only_selects_scenarios_by_name() -> None:
+    files = suite_files("builtin")
+    assert select(files, []) == files
+    assert select(files, ["cart-*", "healthy"]) == [
+        f for f in files if f.stem.startswith("cart-") or f.stem == "healthy"
+    ]
+    with pytest.raises(SuiteError, match=re.escape("no scenario matches 'nothing-*'")):
+        select(files, ["nothing-*"])
+
+
+def test_the_suite_runs_through_the_model_path_and_counts_its_tokens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model configured by the environment (as `kubemedic eval` reads it): every specialist
+    asks the scripted server; its answers do not validate, so each node falls back to the
+    deterministic result, says so, and the run still recovers. The tokens are counted."""
+    with scripted_openai(default=answer({"unexpected": "shape"})) as server:
+        monkeypatch.setenv("KUBEMEDIC_LLM__MODEL", "scripted")
+        monkeypatch.setenv("KUBEMEDIC_LLM__BASE_URL", server.base_url)
+        monkeypatch.setenv("KUBEMEDIC_LLM__MAX_REPAIRS", "0")
+        run = run_suite([CART], agent="kubemedic", workers=1, data_dir=tmp_path, suite="slice")
+        asked = len(server.requests)
+    summary = run.summary()
+    (cart,) = summary["results"]
+    assert "error" not in cart, cart.get("error")
+    assert cart["passed"], cart["why"]
+    # Each request reports PROMPT_TOKENS in and COMPLETION_TOKENS out.
+    assert asked >= 4  # at least the two specialists, the planner and the critic
+    assert summary["tokens_per_incident"] == asked * (PROMPT_TOKENS + COMPLETION_TOKENS)
+    transcript = next(tmp_path.rglob("transcript.json")).read_text()
+    assert "using the deterministic result" in transcript

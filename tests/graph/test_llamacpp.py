@@ -20,9 +20,9 @@ from pydantic import BaseModel, Field
 
 from agents.context import AgentContext
 from agents.llm import aclose_chat_model, answer_schema, make_chat_model, run_specialist, tool_specs
+from evals.local_model import llama_server, missing
 from settings import Settings
 from tests.graph.support.context import twin_context
-from tests.graph.support.llama_server import llama_server, missing
 from twin.harness import Twin
 
 # A 135M model on two cores answers slowly: these tests get more than the default 120 s.
