@@ -646,6 +646,8 @@ class Hypothesis(BaseModel):
     confidence: float = Field(ge=0.0, le=1.0)
     statement: str
     evidence_ids: list[str] = Field(default_factory=list)
+    #: Set on a resolved cause (Plan.resolved): the plan revision whose applied action fixed it.
+    resolved_in: int | None = None
 
 
 class Plan(BaseModel):

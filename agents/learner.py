@@ -40,10 +40,10 @@ POSTMORTEM_FILE = "postmortem.md"
 
 
 def top_hypothesis(state: IncidentState) -> Hypothesis | None:
-    """The most confident hypothesis of the final plan (the first among equals)."""
-    if state.plan is None or not state.plan.hypotheses:
-        return None
-    return max(state.plan.hypotheses, key=lambda h: h.confidence)
+    """The incident's first root cause (Plan.ranked): the first fixed along the way, else the
+    final plan's most confident hypothesis (the first among equals)."""
+    ranked = state.plan.ranked() if state.plan else []
+    return ranked[0] if ranked else None
 
 
 def derive_outcome(state: IncidentState) -> Outcome:
@@ -95,14 +95,26 @@ def action_outcomes(state: IncidentState) -> list[ActionOutcome]:
     """Each executed action with whether the verifier saw recovery before any re-plan.
 
     An undo (status "undone") is the inverse of an earlier action: it is listed, but the
-    failure is the original action's (its reading said "worse").
+    failure is the original action's (its reading said "worse"). An action whose cause was
+    later found resolved (Plan.resolved) worked, though another fault kept the incident
+    open; each outcome names the cause kind of the hypothesis it served, so that statistics
+    count it only for that kind.
     """
+    plan = state.plan
+    # The hypothesis each action served: a resolved cause by the revision that fixed it.
+    served = {(h.resolved_in, h.id): h for h in plan.resolved} if plan else {}
+    if plan:
+        served.update({(plan.revision, h.id): h for h in plan.hypotheses})
     outcomes = []
     for executed in state.executed:
         act = executed.action
         readings, replanned = _window(executed, state)
         recovered_at = next((v.at for v in readings if v.status == "recovered"), None)
-        recovered = executed.status == "applied" and recovered_at is not None
+        cause = served.get((executed.plan_revision, act.hypothesis_id))
+        # A cause later found resolved was fixed by this action, though another fault kept
+        # the incident open: the action worked.
+        fixed = cause is not None and cause.resolved_in == executed.plan_revision
+        recovered = executed.status == "applied" and (recovered_at is not None or fixed)
         ttr = (
             max(0.0, (recovered_at - executed.at).total_seconds())
             if recovered and recovered_at is not None
@@ -119,6 +131,7 @@ def action_outcomes(state: IncidentState) -> list[ActionOutcome]:
                 time_to_recover_s=ttr,
                 params=params,
                 at=executed.at,
+                cause_kind=cause.cause_kind if cause else "",
             )
         )
     return outcomes

