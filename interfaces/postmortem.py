@@ -224,6 +224,9 @@ class Postmortem(BaseModel):
     impact: Impact
     detection: Detection
     root_cause: RootCause | None
+    #: More causes of the same incident, each confirmed by its own fix (two faults at once:
+    #: the first fixed is `root_cause`, the ones fixed after it are here).
+    further_causes: list[RootCause] = Field(default_factory=list)
     other_hypotheses: list[RootCause]
     trigger: str
     resolution: Resolution
@@ -309,6 +312,18 @@ def _cause(h: Hypothesis, evidence: dict[str, Evidence]) -> RootCause:
         statement=h.statement,
         evidence=[_ref(evidence[i]) for i in h.evidence_ids if i in evidence],
     )
+
+
+def _confirmed(report: IncidentReport) -> int:
+    """How many of the ranked causes were confirmed by a fix: the resolved ones and, when
+    the incident recovered after an action of the final plan, that plan's top hypothesis."""
+    plan = report.plan
+    if plan is None or not plan.resolved:
+        return 1
+    final_fix = report.outcome == "recovered" and any(
+        e.status == "applied" and e.plan_revision == plan.revision for e in report.actions
+    )
+    return len(plan.resolved) + (1 if final_fix and plan.hypotheses else 0)
 
 
 def _ranked(report: IncidentReport) -> list[Hypothesis]:
@@ -822,6 +837,8 @@ def _build(report: IncidentReport) -> Postmortem:
         if top
         else "No root cause was established."
     )
+    for h in ranked[1 : _confirmed(report)]:
+        cause += f" A further cause, found after it was fixed: {h.cause_kind} in {h.root_cause}."
     summary = (
         f"{inc.title}. {impact.description} {cause} "
         f"{resolution.description} Outcome: {report.outcome or 'unfinished'}."
@@ -842,7 +859,8 @@ def _build(report: IncidentReport) -> Postmortem:
         impact=impact,
         detection=_detection(report),
         root_cause=_cause(top, evidence) if top else None,
-        other_hypotheses=[_cause(h, evidence) for h in ranked[1:]],
+        further_causes=[_cause(h, evidence) for h in ranked[1 : _confirmed(report)]],
+        other_hypotheses=[_cause(h, evidence) for h in ranked[max(1, _confirmed(report)) :]],
         trigger=_trigger(report, top),
         resolution=resolution,
         lessons=_lessons(report, timings, top),
@@ -941,6 +959,16 @@ def render_markdown(pm: Postmortem) -> str:
         add("")
         for ev in rc.evidence:
             add(f"- {_md(ev.id)}: {_md(ev.signal)} on {_md(ev.subject)}: {_md(ev.summary)}")
+        for fc in pm.further_causes:
+            add("")
+            add(
+                f"A further cause, found after the first was fixed: {_md(fc.statement)} "
+                f"(component {_md(fc.component)}, kind {_md(fc.cause_kind)}, "
+                f"{_md(fc.system_level)} / {_md(fc.fault_type)}, confidence {fc.confidence:.0%})"
+            )
+            add("")
+            for ev in fc.evidence:
+                add(f"- {_md(ev.id)}: {_md(ev.signal)} on {_md(ev.subject)}: {_md(ev.summary)}")
         if pm.other_hypotheses:
             add("")
             add("Other hypotheses considered:")
@@ -1277,18 +1305,28 @@ def _ul(items: Sequence[str]) -> str:
     return "<ul>" + "".join(f"<li>{_h(i)}</li>" for i in items) + "</ul>"
 
 
-def render_html(pm: Postmortem) -> str:
-    """One self-contained page: no script, no external asset, a CSP that allows neither."""
-    b = pm.impact.error_budget
-    burned = f"{b.burned_fraction:.2%}" if b.burned_fraction is not None else "not estimated"
-    rc = pm.root_cause
-    cause_html = (
+def _cause_html(rc: RootCause) -> str:
+    return (
         f"<p>{_h(rc.statement)}</p><table class='meta'>"
         f"<tr><td>Component</td><td>{_h(rc.component)}</td></tr>"
         f"<tr><td>Kind</td><td>{_h(rc.cause_kind)}</td></tr>"
         f"<tr><td>Category</td><td>{_h(rc.system_level)} / {_h(rc.fault_type)}</td></tr>"
         f"<tr><td>Confidence</td><td>{rc.confidence:.0%}</td></tr></table>"
         + _ul([f"{e.id}: {e.signal} on {e.subject}: {e.summary}" for e in rc.evidence])
+    )
+
+
+def render_html(pm: Postmortem) -> str:
+    """One self-contained page: no script, no external asset, a CSP that allows neither."""
+    b = pm.impact.error_budget
+    burned = f"{b.burned_fraction:.2%}" if b.burned_fraction is not None else "not estimated"
+    rc = pm.root_cause
+    cause_html = (
+        "".join(
+            ("<p>A further cause, found after the first was fixed:</p>" if i else "")
+            + _cause_html(c)
+            for i, c in enumerate([rc, *pm.further_causes])
+        )
         if rc
         else "<p>No root cause was established.</p>"
     )

@@ -18,6 +18,7 @@ import pytest
 
 from agents.learner import action_outcomes, top_hypothesis
 from agents.planner import resolved_causes
+from interfaces.postmortem import build_postmortem, render_html, render_markdown
 from interfaces.runner import run_scenario
 from settings import Settings
 from state import (
@@ -159,3 +160,11 @@ def test_two_faults_fixed_one_after_the_other_report_the_first_as_the_top_cause(
     assert top is not None
     assert top.cause_kind == "scaled_to_zero"
     assert [o.action for o in outcomes.values() if o.counts_for(top.cause_kind)] == ["scale"]
+    # The post-mortem names both causes, each confirmed by its fix, not one as a mere lead.
+    pm = build_postmortem(IncidentReport.from_state(run.state))
+    assert pm.root_cause is not None
+    assert pm.root_cause.component == "Deployment/shop/productcatalogservice"
+    assert [c.component for c in pm.further_causes] == ["Deployment/shop/paymentservice"]
+    assert "Deployment/shop/paymentservice" not in {h.component for h in pm.other_hypotheses}
+    assert "A further cause, found after the first was fixed" in render_markdown(pm)
+    assert "A further cause, found after the first was fixed" in render_html(pm)
