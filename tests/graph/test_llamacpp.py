@@ -179,3 +179,26 @@ def test_run_specialist_end_to_end(base_url: str, twin: Twin) -> None:
     assert isinstance(run.result, Verdict)  # type: ignore[attr-defined]
     assert run.tokens.input > 0  # type: ignore[attr-defined]
     assert run.tokens.output > 0  # type: ignore[attr-defined]
+
+
+def test_local_model_runs_a_command_pointed_at_the_served_model(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`python -m evals.local_model CMD...`: CMD sees the endpoint and the eval's bounds, and a
+    KUBEMEDIC_LLM__ setting of the caller's wins over the default bound."""
+    import sys
+
+    from evals.local_model import MODEL_NAME, main
+
+    check = (
+        "import os, sys, urllib.request\n"
+        "env = os.environ\n"
+        "assert env['KUBEMEDIC_LLM__MODEL'] == sys.argv[1], env['KUBEMEDIC_LLM__MODEL']\n"
+        "assert env['KUBEMEDIC_LLM__MAX_TOKENS'] == '99'\n"
+        "assert env['KUBEMEDIC_LLM__MAX_TOOL_CALLS'] == '1'\n"
+        "with urllib.request.urlopen(env['KUBEMEDIC_LLM__BASE_URL'] + '/models') as r:\n"
+        "    assert r.status == 200\n"
+    )
+    monkeypatch.setenv("KUBEMEDIC_LLM__MAX_TOKENS", "99")
+    assert main([sys.executable, "-c", check, MODEL_NAME]) == 0
+    assert main([sys.executable, "-c", "raise SystemExit(3)"]) == 3
