@@ -109,8 +109,11 @@ async def planner(state: IncidentState, runtime: Runtime[AgentContext]) -> dict[
     # After a failed verification the fresh reading replaces the old one: what was true before
     # the action (a workload at zero replicas, a crash loop) may no longer be.
     evidence = fresh or list(state.evidence)
-    histories = await release_histories(ctx, evidence)
-    rollouts = await rollout_histories(ctx, evidence)
+    oom_killed = deployments_with(evidence, "oom_killed")
+    changed = deployments_with(evidence, "rollout_changed")
+    read = await read_histories(ctx, [*oom_killed, *changed])
+    histories = {s.key: read[s.key] for s in oom_killed if s.key in read}
+    rollouts = {s.key: read[s.key] for s in changed if s.key in read}
     releases = release_evidence(histories, len(state.evidence) + len(fresh))
     diagnosis = diagnose(
         state,
@@ -222,48 +225,28 @@ def resolved_causes(state: IncidentState, plan: Plan) -> list[Hypothesis]:
 MAX_HISTORIES = 3
 
 
-async def release_histories(
-    ctx: AgentContext, evidence: Sequence[Evidence]
-) -> dict[str, dict[str, Any]]:
-    """Rollout histories of the OOMKilled Deployments (by key). The specialists only report
-    revisions from the last hour; a leak shipped in an older release needs the whole history to
-    find the revision that ran other code."""
+def deployments_with(evidence: Sequence[Evidence], signal: str) -> list[ObjectRef]:
+    """The Deployments with evidence of `signal`, in evidence order, at most MAX_HISTORIES."""
     subjects: list[ObjectRef] = []
     for e in evidence:
-        if (
-            e.signal == "oom_killed"
-            and e.subject.kind == "Deployment"
-            and e.subject not in subjects
-        ):
+        if e.signal == signal and e.subject.kind == "Deployment" and e.subject not in subjects:
             subjects.append(e.subject)
-    out: dict[str, dict[str, Any]] = {}
-    problems: list[str] = []
-    for s in subjects[:MAX_HISTORIES]:
-        data = await sg.read(
-            ctx, "rollout_history", {"namespace": s.namespace, "name": s.name}, problems
-        )
-        if isinstance(data, dict):
-            out[s.key] = data
-    return out
+    return subjects[:MAX_HISTORIES]
 
 
-async def rollout_histories(
-    ctx: AgentContext, evidence: Sequence[Evidence]
+async def read_histories(
+    ctx: AgentContext, subjects: Sequence[ObjectRef]
 ) -> dict[str, dict[str, Any]]:
-    """Rollout histories (by key) of the Deployments whose revision changed lately: when each
-    revision was created tells whether the one a rollback would return to ran before the
-    trouble began or during it."""
-    subjects: list[ObjectRef] = []
-    for e in evidence:
-        if (
-            e.signal == "rollout_changed"
-            and e.subject.kind == "Deployment"
-            and e.subject not in subjects
-        ):
-            subjects.append(e.subject)
+    """Each Deployment's whole rollout history (by key), read once however often it is asked.
+
+    The specialists only report revisions from the last hour. An OOMKilled Deployment's
+    history finds the revision that ran other code (a leak shipped in an older release); a
+    Deployment whose revision changed lately needs it to tell whether the revision a rollback
+    would return to ran before the trouble began or during it.
+    """
     out: dict[str, dict[str, Any]] = {}
     problems: list[str] = []
-    for s in subjects[:MAX_HISTORIES]:
+    for s in dict.fromkeys(subjects):
         data = await sg.read(
             ctx, "rollout_history", {"namespace": s.namespace, "name": s.name}, problems
         )
