@@ -788,27 +788,34 @@ class Telemetry:
 
     def value_at(self, s: Series, t: float, lookback: float = 300.0) -> float | None:
         """The series' latest sample at or before `t` within `lookback` seconds."""
-        # NaN is a staleness marker: the series had ended by then (see value_at_index).
-        return self.value_at_index(
-            s, bisect.bisect_right(self.times, t) - 1 + self.base, t, lookback
-        )
-
-    def step_indexes(self, steps: list[float]) -> list[int]:
-        """Per step, the newest scrape index at or before it (`base - 1`: none).
-
-        It depends only on the scrape times, so a range query computes it once for
-        all its series and reads each through `value_at_index`.
-        """
-        times, base = self.times, self.base
-        return [bisect.bisect_right(times, t) - 1 + base for t in steps]
-
-    def value_at_index(self, s: Series, i: int, t: float, lookback: float = 300.0) -> float | None:
-        """`value_at(s, t, lookback)`, given `i`, the step index of `t` (see `step_indexes`)."""
+        i = bisect.bisect_right(self.times, t) - 1 + self.base
         j = min(i, s.last)
         if j < s.first or j < self.base or self.times[j - self.base] < t - lookback:
             return None
         v = s.values[j - s.first]
+        # NaN is a staleness marker: the series had ended by then.
         return None if math.isnan(v) else v
+
+    def steps_at(self, steps: list[float], lookback: float = 300.0) -> list[tuple[int, float]]:
+        """Per step, (the newest scrape index at or before it, the oldest scrape time its
+        lookback accepts): what `values_at` needs, computed once for all series of a query."""
+        times, base = self.times, self.base
+        return [(bisect.bisect_right(times, t) - 1 + base, t - lookback) for t in steps]
+
+    def values_at(self, s: Series, at: list[tuple[int, float]]) -> list[float | None]:
+        """`value_at` at every step of `at` (from `steps_at`), in one pass: a range query
+        reads series x steps, and a call per point was most of its time."""
+        times, base = self.times, self.base
+        first, last, values = s.first, s.last, s.values
+        out: list[float | None] = []
+        for i, oldest in at:
+            j = i if i < last else last
+            if j < first or j < base or times[j - base] < oldest:
+                out.append(None)
+                continue
+            v = values[j - first]
+            out.append(None if v != v else v)  # NaN: the series had ended by then
+        return out
 
     def samples_between(self, s: Series, start: float, end: float) -> list[tuple[float, float]]:
         """The series' samples with start < t <= end."""

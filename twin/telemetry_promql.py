@@ -320,23 +320,14 @@ def range_query(
         steps.append(t)
         t += step
     result: list[dict[str, object]] = []
-    # Per step, the scrape to read and the oldest scrape time the lookback accepts; the
-    # loop below is Telemetry.value_at inlined, since it runs for every series x step.
-    at = [
-        (i, stamp, t - LOOKBACK)
-        for i, stamp, t in zip(tel.step_indexes(steps), (_ts(t) for t in steps), steps, strict=True)
-    ]
-    times, base = tel.times, tel.base
+    at = tel.steps_at(steps, LOOKBACK)
+    stamps = [_ts(t) for t in steps]
     for s in _candidates(tel, sel):
-        values = []
-        first, last, series_values = s.first, s.last, s.values
-        for i, stamp, oldest in at:
-            j = i if i < last else last
-            if j < first or j < base or times[j - base] < oldest:
-                continue
-            v = series_values[j - first]
-            if v == v:  # NaN marks a series that had ended by then
-                values.append([stamp, _value(v)])
+        values = [
+            [stamp, _value(v)]
+            for stamp, v in zip(stamps, tel.values_at(s, at), strict=True)
+            if v is not None
+        ]
         if values:
             result.append({"metric": series_labels(s.name, s.labels), "values": values})
     return {"resultType": "matrix", "result": result}
