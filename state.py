@@ -899,6 +899,13 @@ class IncidentReport(BaseModel):
     log_findings: LogFindings | None = None
     dependency_findings: DependencyFindings | None = None
 
+    def ranked(self) -> list[Hypothesis]:
+        """The root causes, best first: Plan.ranked, or by confidence for a report written
+        before plans kept their resolved causes."""
+        if self.plan is not None:
+            return self.plan.ranked()
+        return sorted(self.hypotheses, key=lambda h: -h.confidence)
+
     @classmethod
     def from_state(cls, state: IncidentState) -> IncidentReport:
         """The report of a finished (or interrupted) incident; needs intake to have run."""

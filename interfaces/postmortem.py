@@ -326,12 +326,6 @@ def _confirmed(report: IncidentReport) -> int:
     return len(plan.resolved) + (1 if final_fix and plan.hypotheses else 0)
 
 
-def _ranked(report: IncidentReport) -> list[Hypothesis]:
-    if report.plan is not None:
-        return report.plan.ranked()
-    return sorted(report.hypotheses, key=lambda h: -h.confidence)
-
-
 def _ratio_of(e: Evidence) -> float | None:
     """The highest error ratio an evidence item reports (its current and recent readings)."""
     values = [
@@ -803,7 +797,7 @@ def build_postmortem(report: IncidentReport) -> Postmortem:
 
 def _build(report: IncidentReport) -> Postmortem:
     inc = report.incident
-    ranked = _ranked(report)
+    ranked = report.ranked()
     top = ranked[0] if ranked else None
     evidence = {e.id: e for e in report.evidence}
     resolution = _resolution(report)
@@ -837,7 +831,8 @@ def _build(report: IncidentReport) -> Postmortem:
         if top
         else "No root cause was established."
     )
-    for h in ranked[1 : _confirmed(report)]:
+    confirmed = _confirmed(report)
+    for h in ranked[1:confirmed]:
         cause += f" A further cause, found after it was fixed: {h.cause_kind} in {h.root_cause}."
     summary = (
         f"{inc.title}. {impact.description} {cause} "
@@ -859,8 +854,8 @@ def _build(report: IncidentReport) -> Postmortem:
         impact=impact,
         detection=_detection(report),
         root_cause=_cause(top, evidence) if top else None,
-        further_causes=[_cause(h, evidence) for h in ranked[1 : _confirmed(report)]],
-        other_hypotheses=[_cause(h, evidence) for h in ranked[max(1, _confirmed(report)) :]],
+        further_causes=[_cause(h, evidence) for h in ranked[1:confirmed]],
+        other_hypotheses=[_cause(h, evidence) for h in ranked[max(1, confirmed) :]],
         trigger=_trigger(report, top),
         resolution=resolution,
         lessons=_lessons(report, timings, top),

@@ -334,9 +334,7 @@ def summary_message(report: IncidentReport | Mapping[str, Any]) -> tuple[str, Bl
         return _run_report_summary(report)
     rep = report if isinstance(report, IncidentReport) else IncidentReport.model_validate(report)
     inc = rep.incident
-    hypotheses = (
-        rep.plan.ranked() if rep.plan else sorted(rep.hypotheses, key=lambda h: -h.confidence)
-    )
+    hypotheses = rep.ranked()
     causes = [
         f"• *{h.confidence:.0%}* `{safe(h.root_cause, 200)}` ({safe(h.cause_kind, 60)}): "
         f"{safe(h.statement, 300)}"
