@@ -175,7 +175,7 @@ def build_record(
 
 
 def _stored_summary(record: IncidentRecord, store: str) -> str:
-    counted = [a for a in record.actions if a.counts]
+    counted = [a for a in record.actions if a.counts_for(record.cause_kind)]
     learned = (
         "; ".join(
             f"{record.cause_kind}/{a.action}: {'success' if a.recovered else 'failure'}"
